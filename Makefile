@@ -1,0 +1,39 @@
+# effopd-bench. Every target creates/refreshes the project virtualenv first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The CPU build of torch: on these machines pip takes a local wheel for this exact pin, while a plain
+# "torch" requirement can pull a multi-GB CUDA build. Override on a GPU box: make TORCH_SPEC=torch==2.13.0
+TORCH_SPEC ?= torch==2.13.0
+WORKERS ?= 2
+
+.PHONY: help install test reproduce-table2 reproduce-regimes build-world clean-runs
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)  ## create/refresh the virtualenv (.venv) with the project and its test deps
+
+test: $(STAMP)  ## run the test suite (CPU only, < 10 min on 2 cores)
+	$(PY) -m pytest -q
+
+build-world: $(STAMP)  ## build and cache the tiny worlds' models (also done on demand)
+	$(PY) -m bench.tinyworld build world=style
+	$(PY) -m bench.tinyworld build world=scratch
+
+reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*
+	$(PY) -m bench.reproduce table2 --workers $(WORKERS)
+
+reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.*
+	$(PY) -m bench.reproduce regimes --workers $(WORKERS)
+
+clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/
+	rm -rf runs outputs

@@ -1,0 +1,172 @@
+"""Structured (dataclass) configs for every experiment, registered with Hydra's ConfigStore.
+
+Every field is documented where it is declared. The YAML files under ``experiments/`` only override these
+defaults, so a typo in a key or a value of the wrong type fails loudly with Hydra's own message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ArchConfig:
+    """Shape of a tiny Qwen3 model (``transformers.Qwen3ForCausalLM``)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 32  # >= 32: vLLM's CPU backend rejects 16
+    max_position_embeddings: int = 128
+
+
+@dataclass
+class RecipeConfig:
+    """How one tiny-world model is trained by supervised learning (cached by the hash of this recipe)."""
+
+    init: str = "scratch"  # "scratch" (random init) or "base" (start from the world's base model)
+    style_mix: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Probability that each style feature (carry, sep, restate) is in its target form, per example."""
+    steps: int = 1000  # optimizer steps
+    lr: float = 3e-3  # peak AdamW learning rate (linear warm-up, cosine decay to 10%)
+    warmup_steps: int = 50
+    batch_size: int = 64  # sequences per step
+    seed: int = 0
+
+
+@dataclass
+class WorldConfig:
+    """The world a run lives in: task, tokenizer, teacher and student.
+
+    ``kind=tiny`` builds everything locally and caches it. ``kind=hub`` names paper-scale Hugging Face
+    models (or local paths) in ``student_path`` / ``teacher_path`` (issue 5 completes that path).
+    """
+
+    kind: str = "tiny"  # "tiny" | "hub"
+    name: str = "style"  # label used in tables
+    digits: int = 3  # operand digits of the addition task
+    criterion: str = "answer_in_style"  # "answer" or "answer_in_style" (see bench.tinyworld.task)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    base: RecipeConfig = field(default_factory=RecipeConfig)  # pretrained base (used when init == "base")
+    teacher: RecipeConfig = field(default_factory=RecipeConfig)
+    student: RecipeConfig = field(default_factory=RecipeConfig)
+    cache_dir: str = "${oc.env:EFFOPD_CACHE_DIR,.cache/effopd-bench}"  # built models live here
+    student_path: str = ""  # kind=hub: hub id or local path of the student
+    teacher_path: str = ""  # kind=hub: hub id or local path of the teacher
+
+
+@dataclass
+class DataConfig:
+    """Where prompts come from and how batches are drawn."""
+
+    train_prompts: int = 4096  # size of the fixed training prompt pool (tiny world)
+    shuffle_seed: int = 0  # data order; the same for every method so comparisons are paired
+    test_prompts: int = 200  # held-out test prompts scored by periodic evaluation
+    selection_prompts: int = 100  # validation prompts used for learning-rate selection (disjoint from EffOPD's)
+
+
+@dataclass
+class AlgorithmConfig:
+    """The registered advantage function and policy loss that define an algorithm."""
+
+    name: str = "opd"  # advantage estimator in bench.algorithms.registry
+    policy_loss: str = "ppo_clip"  # policy loss in bench.algorithms.registry
+    clip_ratio_low: float = 0.2  # PPO clip: ratio >= 1 - low
+    clip_ratio_high: float = 0.2  # PPO clip: ratio <= 1 + high
+    loss_agg: str = "token-mean"  # how token losses become one scalar
+    needs_teacher: bool = True  # load and run the frozen teacher for scoring
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling for training rollouts."""
+
+    engine: str = "hf"  # "hf" (vLLM later)
+    n: int = 1  # samples per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+
+@dataclass
+class TrainerConfig:
+    """The shared loop: steps, optimizer, evaluation cadence, checkpoints."""
+
+    total_steps: int = 50  # optimizer steps
+    prompts_per_step: int = 64  # prompts per step (x rollout.n sequences)
+    micro_batch_size: int = 64  # sequences per forward/backward (gradient accumulation above it)
+    ppo_epochs: int = 1  # passes over each rollout batch; 1 = exactly on-policy (no extra forward)
+    lr: float = 2e-5  # AdamW learning rate
+    lr_warmup_steps: int = 0  # linear warm-up steps, then constant
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (0: self-distillation leaves weights unchanged)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm
+    seed: int = 0  # sampling / init seed of this run
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    eval_every: int = 1  # periodic test evaluation cadence (steps); step 0 is always evaluated
+    eval_avg_k: int = 4  # temperature-1 samples per test prompt for avg@k
+    eval_avg_k_every: int = 25  # avg@k is costlier: its own cadence (0 = only at steps 0 and the end)
+    save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
+    resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir)
+    save_final_model: bool = True  # write the final student in HF format
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class EffOPDConfig:
+    """EffOPD extrapolation hook. Defaults reproduce the official implementation."""
+
+    enabled: bool = False
+    schedule: str = "pow2"  # trigger steps: "pow2" (1, 2, 4, 8, ...) or "every:K"
+    multipliers: str = "linear"  # candidates theta + m*Delta with m = 2k ("linear", official) or 2^k ("geometric")
+    max_tries: int = 5  # candidates per trigger
+    accept: str = "gt"  # accept a candidate when score "gt" (strictly greater, official) or "ge" best so far
+    val_prompts: int = 50  # fixed validation prompts (training distribution, disjoint from test)
+    val_samples: int = 1  # samples per validation prompt
+    val_temperature: float = 1.0  # 1.0 = sampled (the official example); 0 = greedy (verl's val_kwargs default)
+    val_common_random_numbers: bool = False  # reuse one sampling seed for the base and all candidates of a
+    # trigger (less noisy comparisons); off = fresh sampling noise per evaluation, as the official code
+    log_direction: bool = True  # log cosine between consecutive trigger windows (keeps one extra copy of Delta)
+    probe_when_disabled: bool = True  # runs without EffOPD still log the direction diagnostic (no validation)
+
+
+@dataclass
+class LoggingConfig:
+    wandb: str = "offline"  # "offline" | "online" | "disabled"
+    project: str = "effopd-bench"
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    effopd: EffOPDConfig = field(default_factory=EffOPDConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    method: str = MISSING  # label of this run in tables (set by the experiment preset)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    if "train_schema.yaml" not in cs.repo:
+        cs.store(name="train_schema", node=TrainConfig)
+
+
+def compose_config(overrides: list[str]):
+    """The resolved experiment config for ``overrides``, outside a Hydra app (CLI helpers, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import EXPERIMENTS_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

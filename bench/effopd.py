@@ -1,0 +1,191 @@
+"""EffOPD: validation-driven extrapolation along the direction the optimizer has been taking.
+
+After the optimizer step at trigger steps (default 1, 2, 4, 8, ...), with Delta = theta - theta_anchor on the
+attention/MLP parameters, try theta + m_k * Delta for m_k = 2k (k = 1..5; the official in-place rule
+f = 2, f <- f / (1 + f) gives exactly these) and keep going while the validation score strictly improves;
+the first failure restores the last accepted point. Then theta_anchor <- theta. Optimizer state is untouched.
+Works with any algorithm: it only needs the model and a validation scorer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# The official name rule: a parameter is extrapolated when its name contains any of these.
+EXTRAPOLATED_KEYWORDS = (
+    "attn", "self_attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj",
+    "mlp", "feed_forward", "ffn", "gate_proj", "up_proj", "down_proj",
+)
+
+
+def is_extrapolated(name: str) -> bool:
+    return any(k in name for k in EXTRAPOLATED_KEYWORDS)
+
+
+def is_trigger_step(step: int, schedule: str) -> bool:
+    """``pow2``: 1, 2, 4, 8, ...; ``every:K``: K, 2K, 3K, ..."""
+    if schedule == "pow2":
+        return step >= 1 and step & (step - 1) == 0
+    if schedule.startswith("every:") and schedule[6:].isdigit() and int(schedule[6:]) > 0:
+        return step >= 1 and step % int(schedule[6:]) == 0
+    raise ValueError(f"effopd.schedule={schedule!r}; use 'pow2' or 'every:K' with K >= 1")
+
+
+def multiplier(k: int, kind: str) -> float:
+    """The k-th candidate's multiple of Delta (k = 1, 2, ...)."""
+    if kind == "linear":
+        return 2.0 * k
+    if kind == "geometric":
+        return 2.0**k
+    raise ValueError(f"effopd.multipliers={kind!r}; use 'linear' (official, 2k) or 'geometric' (2^k)")
+
+
+@dataclass
+class ValidationScore:
+    score: float
+    tokens: int
+
+
+# A scorer evaluates the model as it is now; ``seed`` fixes its sampling noise (common random numbers).
+Scorer = Callable[[int], ValidationScore]
+
+
+class EffOPD:
+    def __init__(self, cfg, model: torch.nn.Module, scorer: Scorer, on_weights_changed: Callable[[], None] = lambda: None,
+                 seed: int = 0):
+        if cfg.accept not in ("gt", "ge"):
+            raise ValueError(f"effopd.accept={cfg.accept!r}; use 'gt' (strictly greater, official) or 'ge'")
+        if cfg.max_tries < 1:
+            raise ValueError(f"effopd.max_tries={cfg.max_tries}; must be >= 1")
+        multiplier(1, cfg.multipliers)
+        is_trigger_step(1, cfg.schedule)
+        self.cfg = cfg
+        self.scorer = scorer
+        self.on_weights_changed = on_weights_changed  # e.g. a vLLM engine's weight sync
+        self.seed = seed
+        self.params = {n: p for n, p in model.named_parameters() if is_extrapolated(n)}
+        if not self.params:
+            raise ValueError("EffOPD found no attention/MLP parameters to extrapolate (checked names against "
+                             f"{EXTRAPOLATED_KEYWORDS})")
+        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.prev_delta: dict[str, torch.Tensor] | None = None
+        self.total_seconds = 0.0
+        self.total_tokens = 0
+        self.num_evals = 0
+
+    # -- checkpointing -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"anchor": self.anchor, "prev_delta": self.prev_delta, "total_seconds": self.total_seconds,
+                "total_tokens": self.total_tokens, "num_evals": self.num_evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state["anchor"]) != set(self.params):
+            raise ValueError("EffOPD checkpoint anchors other parameters than this model; was it written by "
+                             "another model or another version of the name rule?")
+        self.anchor = {n: t.clone() for n, t in state["anchor"].items()}
+        self.prev_delta = state["prev_delta"]
+        self.total_seconds, self.total_tokens = state["total_seconds"], state["total_tokens"]
+        self.num_evals = state["num_evals"]
+
+    # -- the hook ------------------------------------------------------------------------------------------
+    def _score(self, seed: int) -> float:
+        result = self.scorer(seed)
+        self.total_tokens += result.tokens
+        self._tokens_this_trigger += result.tokens
+        self.num_evals += 1
+        return result.score
+
+    def _better(self, score: float, best: float) -> bool:
+        return score > best if self.cfg.accept == "gt" else score >= best
+
+    def _set(self, backup: dict, delta: dict, m: float) -> None:
+        for n, p in self.params.items():
+            p.copy_(backup[n] + m * delta[n])
+        self.on_weights_changed()
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> dict | None:
+        """Call right after the optimizer step that completed global step ``step``; returns a log record."""
+        if not is_trigger_step(step, self.cfg.schedule):
+            return None
+        t0 = time.perf_counter()
+        self._tokens_this_trigger = 0
+        eval_seed = self.seed * 1_000_003 + step * 7919
+        next_seed = (lambda k: eval_seed) if self.cfg.val_common_random_numbers else (lambda k: eval_seed + k)
+        backup = {n: p.detach().clone() for n, p in self.params.items()}
+        delta = {n: backup[n] - self.anchor[n] for n in self.params}
+        base = best = self._score(next_seed(0))
+        accepted, current, candidates = 0.0, 0.0, []
+        try:
+            for k in range(1, self.cfg.max_tries + 1):
+                m = multiplier(k, self.cfg.multipliers)
+                self._set(backup, delta, m)
+                current = m
+                score = self._score(next_seed(k))
+                candidates.append({"multiplier": m, "score": score})
+                if not self._better(score, best):
+                    break
+                best, accepted = score, m
+        finally:  # also when a scorer fails: never leave the model at an unaccepted candidate
+            if current != accepted:
+                self._set(backup, delta, accepted)  # back to the last accepted point (theta itself if none)
+        record = {"step": step, "base_score": base, "candidates": candidates, "accepted_multiplier": accepted,
+                  "best_score": best, **self._direction_stats(delta)}
+        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        seconds = time.perf_counter() - t0
+        self.total_seconds += seconds
+        record.update(seconds=round(seconds, 4), tokens=self._tokens_this_trigger)
+        return record
+
+    def _direction_stats(self, delta: dict) -> dict:
+        out = direction_stats(delta, self.anchor, self.prev_delta if self.cfg.log_direction else None)
+        if self.cfg.log_direction:
+            self.prev_delta = delta
+        return out
+
+
+def _flat(tensors: dict) -> torch.Tensor:
+    return torch.cat([t.flatten().float() for t in tensors.values()])
+
+
+def direction_stats(delta: dict, anchor: dict, prev_delta: dict | None) -> dict:
+    """Size of this trigger window's update relative to the anchor, and its cosine with the previous window's
+    (EffOPD can only pay when consecutive windows point the same way)."""
+    d, a = _flat(delta), _flat(anchor)
+    cos = None
+    if prev_delta is not None:
+        cos = torch.nn.functional.cosine_similarity(d, _flat(prev_delta), dim=0).item()
+    return {"delta_norm": d.norm().item(), "delta_rel": (d.norm() / a.norm().clamp(min=1e-12)).item(),
+            "cos_prev_window": cos}
+
+
+class DirectionProbe:
+    """The direction diagnostic alone, for runs without EffOPD: at the same trigger steps, log how far and
+    in which direction the extrapolated parameters moved since the previous trigger. No validation cost."""
+
+    def __init__(self, model: torch.nn.Module, schedule: str = "pow2"):
+        is_trigger_step(1, schedule)
+        self.schedule = schedule
+        self.params = {n: p for n, p in model.named_parameters() if is_extrapolated(n)}
+        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.prev_delta: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"anchor": self.anchor, "prev_delta": self.prev_delta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.anchor, self.prev_delta = state["anchor"], state["prev_delta"]
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> dict | None:
+        if not is_trigger_step(step, self.schedule):
+            return None
+        delta = {n: p.detach() - self.anchor[n] for n, p in self.params.items()}
+        record = {"step": step, "probe_only": True, **direction_stats(delta, self.anchor, self.prev_delta)}
+        self.prev_delta = delta
+        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        return record

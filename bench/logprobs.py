@@ -1,0 +1,23 @@
+"""Per-token log-probabilities of given response tokens under a causal LM."""
+
+from __future__ import annotations
+
+import torch
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as ``generate`` computes them (so training matches sampling)."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def response_logprobs(model, input_ids, attention_mask, response_len: int) -> torch.Tensor:
+    """Log-probs ``[B, response_len]`` of the last ``response_len`` tokens of ``input_ids``.
+
+    The row's full sequence is ``[left-padded prompt | response]``; token t is predicted from position t-1.
+    """
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
+    ).logits
+    logits = logits[:, -response_len - 1 : -1].float()
+    targets = input_ids[:, -response_len:]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

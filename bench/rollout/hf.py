@@ -1,0 +1,68 @@
+"""Rollouts with Hugging Face ``generate``: batched, left padding, EOS stopping, temperature / top-p."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.rollout.base import RolloutBatch, SamplingParams
+
+
+class HFRolloutEngine:
+    """Generates with the trainer's own module, so weights are always in sync (``sync_weights`` is a no-op)."""
+
+    def __init__(self, model, tokenizer):
+        if tokenizer.padding_side != "left":
+            raise ValueError("HF rollouts need a left-padding tokenizer (tokenizer.padding_side = 'left')")
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def sync_weights(self) -> None:
+        return None
+
+    @torch.no_grad()  # not inference_mode: its tensors would be unusable in the autograd update
+    def generate(self, prompts: list[str], n: int, params: SamplingParams) -> RolloutBatch:
+        tok = self.tokenizer
+        rows = [p for p in prompts for _ in range(n)]
+        enc = tok(rows, return_tensors="pt", padding=True, add_special_tokens=False)
+        greedy = params.temperature <= 0
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            do_sample=not greedy,
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p,
+            top_k=None,
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=params.logprobs,
+        )
+        self.model.train(was_training)
+        prompt_len = enc["input_ids"].shape[1]
+        response = out.sequences[:, prompt_len:]
+        is_eos = response == tok.eos_token_id
+        # Keep tokens up to and including the first EOS; everything after it is padding.
+        after_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0
+        mask = (~after_eos).float()
+        truncated = ~is_eos.any(dim=1)
+        response = response.masked_fill(after_eos, tok.pad_token_id)
+        logprobs = None
+        if params.logprobs:
+            logits = torch.stack(out.logits, dim=1).float()
+            temp = 1.0 if greedy else params.temperature
+            lp = torch.log_softmax(logits / temp, dim=-1)
+            logprobs = lp.gather(-1, response.unsqueeze(-1)).squeeze(-1) * mask
+        texts = tok.batch_decode(response.masked_fill(is_eos, tok.pad_token_id), skip_special_tokens=True)
+        return RolloutBatch(
+            prompt_ids=enc["input_ids"],
+            prompt_mask=enc["attention_mask"],
+            response_ids=response,
+            response_mask=mask,
+            logprobs=logprobs,
+            truncated=truncated,
+            texts=texts,
+            prompt_index=torch.arange(len(prompts)).repeat_interleave(n),
+        )

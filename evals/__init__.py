@@ -1,0 +1,1 @@
+"""Evaluators: graders and the eval runner shared by training-time evaluation and standalone scoring."""
