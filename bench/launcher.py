@@ -32,7 +32,7 @@ def run_jobs(jobs: list[Job], workers: int = 2) -> float:
     pending = [j for j in jobs if not j.done]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "WANDB_SILENT": "true"}
-    running: list[tuple[Job, subprocess.Popen]] = []
+    running: list[tuple[Job, subprocess.Popen, object]] = []
     failed: list[Job] = []
     t0 = time.time()
     total = len(pending)
@@ -43,12 +43,14 @@ def run_jobs(jobs: list[Job], workers: int = 2) -> float:
             cmd = [sys.executable, "-m", "bench.train", *job.overrides, "trainer.threads=1",
                    "logging.progress_bar=false", f"hydra.run.dir={job.run_dir}"]
             log = open(job.run_dir / "train.log", "w")
-            running.append((job, subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)))
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running.append((job, proc, log))
         time.sleep(0.5)
-        for job, proc in list(running):
+        for job, proc, log in list(running):
             if proc.poll() is None:
                 continue
-            running.remove((job, proc))
+            running.remove((job, proc, log))
+            log.close()
             finished = total - len(pending) - len(running)
             status = "ok" if proc.returncode == 0 and job.done else f"FAILED (exit {proc.returncode})"
             print(f"[{finished}/{total}] {job.run_dir} {status} ({time.time() - t0:.0f}s elapsed)", flush=True)

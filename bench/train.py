@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 from bench.algorithms import ScoredBatch, get_advantage, get_policy_loss
 from bench.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -136,8 +138,6 @@ def train(cfg: DictConfig) -> dict:
     teacher = None
     if cfg.algorithm.needs_teacher:
         teacher = load_model(world.teacher_path, trainable=False)
-        from transformers import AutoTokenizer
-
         check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path), student, teacher)
     engine = make_engine(cfg.rollout.engine, student, world.tokenizer)
     optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
@@ -234,8 +234,6 @@ def train(cfg: DictConfig) -> dict:
         student.save_pretrained(tmp)
         world.tokenizer.save_pretrained(tmp)
         if final.exists():
-            import shutil
-
             shutil.rmtree(final)
         os.replace(tmp, final)
     summary = log.finish(effopd, train_seconds)
