@@ -76,6 +76,7 @@ class EffOPD:
         self.total_seconds = 0.0
         self.total_tokens = 0
         self.num_evals = 0
+        self._tokens_this_trigger = 0
 
     # -- checkpointing -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

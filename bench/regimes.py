@@ -67,8 +67,8 @@ def reproduce_regimes(args) -> dict:
                 "accepted_frac_by_trigger": {r["step"]: r["accepted_frac"] for r in triggers},
                 "cos_prev_window_by_trigger": {r["step"]: r["cos_prev_window"]["mean"] for r in triggers},
             })
-    result = {"rows": rows, "seeds": list(range(args.seeds)), "paper": PAPER, "machine": {**machine(),
-              "parallel_runs": args.workers}, "git_commit": git_commit(),
+    result = {"rows": rows, "seeds": list(range(args.seeds)), "paper": PAPER, "machine": machine(args.workers),
+              "git_commit": git_commit(),
               "total_wall_seconds": round(time.time() - t0, 1),
               "ci_method": "95% Student-t interval over seeds; speedups per seed pair"}
     out = Path(args.out)

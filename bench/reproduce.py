@@ -36,10 +36,10 @@ PAPER = {
 }
 
 
-def machine() -> dict:
+def machine(parallel_runs: int) -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": __import__("os").cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "parallel_runs": None}
+            "parallel_runs": parallel_runs}
 
 
 def git_commit() -> str:
@@ -153,9 +153,8 @@ def reproduce_table2(args) -> dict:
     table_runs += [RunRecord(**{**r.__dict__, "method": tuned_label}) for r in by_label[best["label"]]]
     extra = {
         "title": "Table 2 (tiny world): EffOPD vs OPD, steps and wall-clock to 95% of OPD's final accuracy",
-        "machine": {**machine(), "parallel_runs": args.workers},
+        "machine": machine(args.workers),
         "git_commit": git_commit(),
-        "total_wall_seconds": None,
         "world": "style",
         "default_lr": DEFAULT_LR,
         "lr_sweep": {"criterion": f"mean greedy accuracy on {by_label['OPD'][0].summary.get('selection_prompts', 100)} "

@@ -31,7 +31,6 @@ from bench.rollout import HFRolloutEngine
 from bench.tinyworld.task import Style, render_solution, sample_problems, split_of
 from bench.tinyworld.tokenizer import build_char_tokenizer
 
-ROLES = ("base", "teacher", "student")
 REPORT = "build_report.json"
 
 
