@@ -67,7 +67,8 @@ class DataConfig:
     train_prompts: int = 4096  # size of the fixed training prompt pool (tiny world)
     shuffle_seed: int = 0  # data order; the same for every method so comparisons are paired
     test_prompts: int = 200  # held-out test prompts scored by periodic evaluation
-    selection_prompts: int = 100  # validation prompts used for learning-rate selection (disjoint from EffOPD's)
+    selection_prompts: int = 100  # validation prompts scored greedily at each eval for learning-rate selection
+    # (disjoint from EffOPD's); 0 skips them in runs that take no part in a sweep
 
 
 @dataclass

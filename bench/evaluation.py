@@ -22,6 +22,14 @@ def evaluate(engine, problems: list[Problem], criterion: str, *, n: int = 1, tem
              max_new_tokens: int = 64, seed: int | None = None) -> EvalResult:
     """Generate ``n`` samples per problem and score them. A ``seed`` samples from a forked RNG, leaving the
     caller's random stream untouched (so evaluation never changes what training samples next)."""
+    return evaluate_criteria(engine, problems, (criterion,), n=n, temperature=temperature,
+                             max_new_tokens=max_new_tokens, seed=seed)[criterion]
+
+
+def evaluate_criteria(engine, problems: list[Problem], criteria: tuple[str, ...], *, n: int = 1,
+                      temperature: float = 0.0, max_new_tokens: int = 64,
+                      seed: int | None = None) -> dict[str, EvalResult]:
+    """``evaluate`` under several criteria from one set of generations (generation is the expensive part)."""
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, logprobs=False)
     prompts = [p.prompt for p in problems]
     if seed is None:
@@ -30,5 +38,9 @@ def evaluate(engine, problems: list[Problem], criterion: str, *, n: int = 1, tem
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             batch = engine.generate(prompts, n, params)
-    scores = [score_response(problems[int(i)], text, criterion) for i, text in zip(batch.prompt_index, batch.texts)]
-    return EvalResult(sum(scores) / len(scores), len(scores), batch.num_tokens, scores)
+    out = {}
+    for criterion in criteria:
+        scores = [score_response(problems[int(i)], text, criterion)
+                  for i, text in zip(batch.prompt_index, batch.texts)]
+        out[criterion] = EvalResult(sum(scores) / len(scores), len(scores), batch.num_tokens, scores)
+    return out

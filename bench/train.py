@@ -101,7 +101,8 @@ def periodic_eval(cfg, engine, world, step: int, train_seconds: float, with_avg_
     greedy = evaluate(engine, world.test + world.selection, world.criterion, max_new_tokens=max_new).scores
     n_test = len(world.test)
     rec["test/greedy"] = sum(greedy[:n_test]) / n_test
-    rec["val/greedy"] = sum(greedy[n_test:]) / len(world.selection)
+    if world.selection:  # data.selection_prompts=0: a run that takes no part in LR selection skips it
+        rec["val/greedy"] = sum(greedy[n_test:]) / len(world.selection)
     if with_avg_k:
         k = cfg.trainer.eval_avg_k
         rec[f"test/avg@{k}"] = evaluate(engine, world.test, world.criterion, n=k, temperature=1.0,

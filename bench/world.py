@@ -34,10 +34,10 @@ def load_world(cfg) -> World:
     if w.criterion not in CRITERIA:
         raise ValueError(f"world.criterion={w.criterion!r}; choose one of {CRITERIA}")
     half = VALIDATION_POOL // 2
-    for key, value in (("effopd.val_prompts", cfg.effopd.val_prompts), ("data.selection_prompts",
-                                                                         cfg.data.selection_prompts)):
-        if not 1 <= value <= half:
-            raise ValueError(f"{key}={value}; must be between 1 and {half} (the validation pool is split in two)")
+    for key, value, low in (("effopd.val_prompts", cfg.effopd.val_prompts, 1),
+                            ("data.selection_prompts", cfg.data.selection_prompts, 0)):
+        if not low <= value <= half:
+            raise ValueError(f"{key}={value}; must be between {low} and {half} (the validation pool is split in two)")
     student_path, teacher_path = ensure_world(w)
     tokenizer = AutoTokenizer.from_pretrained(student_path)
     pool = sample_problems("validation", VALIDATION_POOL, seed=0, digits=w.digits)
@@ -45,7 +45,7 @@ def load_world(cfg) -> World:
         student_path=student_path, teacher_path=teacher_path, tokenizer=tokenizer, criterion=w.criterion,
         train=sample_problems("train", cfg.data.train_prompts, seed=0, digits=w.digits),
         test=sample_problems("test", cfg.data.test_prompts, seed=0, digits=w.digits),
-        effopd_val=pool[: cfg.effopd.val_prompts], selection=pool[-cfg.data.selection_prompts :],
+        effopd_val=pool[: cfg.effopd.val_prompts], selection=pool[len(pool) - cfg.data.selection_prompts :],
     )
 
 

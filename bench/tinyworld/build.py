@@ -24,7 +24,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-from bench.evaluation import evaluate
+from bench.evaluation import evaluate_criteria
 from bench.io import atomic_write_json
 from bench.logprobs import response_logprobs
 from bench.rollout import HFRolloutEngine
@@ -118,11 +118,13 @@ def measure(model, tokenizer, digits: int, n_test: int = 256) -> dict:
     """Test-split accuracy under both criteria: greedy, and temperature-1 avg@4."""
     engine = HFRolloutEngine(model, tokenizer)
     problems = sample_problems("test", n_test, seed=0, digits=digits)
+    criteria = ("answer", "answer_in_style")
+    greedy = evaluate_criteria(engine, problems, criteria, temperature=0.0)
+    sampled = evaluate_criteria(engine, problems, criteria, n=4, temperature=1.0, seed=1234)
     out = {}
-    for criterion in ("answer", "answer_in_style"):
-        out[f"greedy/{criterion}"] = evaluate(engine, problems, criterion, temperature=0.0).accuracy
-        out[f"sampled_avg@4/{criterion}"] = evaluate(engine, problems, criterion, n=4, temperature=1.0,
-                                                     seed=1234).accuracy
+    for criterion in criteria:
+        out[f"greedy/{criterion}"] = greedy[criterion].accuracy
+        out[f"sampled_avg@4/{criterion}"] = sampled[criterion].accuracy
     return out
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from bench.launcher import Job
 from bench.regimes import regime_job, table2_label
-from bench.reproduce import DEFAULT_LR, selection_score, target_sensitivity
-from bench.tables.table2 import RunRecord, load_runs
+from bench.reproduce import DEFAULT_LR, opd_job, selection_score, target_sensitivity
+from bench.tables.table2 import load_runs
 from tests.bench.test_table2 import CURVES, write_run
 
 
@@ -42,3 +42,8 @@ def test_regimes_reuse_identical_table2_runs(tmp_path):
     assert fresh.run_dir == tmp_path / "regimes" / "scratch" / "6e-5" / "OPD" / "seed1"
     assert "world=scratch" in fresh.overrides and "trainer.lr=6e-05" in fresh.overrides
     assert isinstance(fresh, Job) and not fresh.done
+
+
+def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
+    assert "data.selection_prompts=0" not in opd_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
+    assert "data.selection_prompts=0" in opd_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides

@@ -40,6 +40,18 @@ def test_opd_run_writes_all_outputs(micro_cfg, tmp_path):
     assert probe[1]["cos_prev_window"] is not None
 
 
+def test_selection_prompts_off_skips_them_and_leaves_training_identical(micro_cfg, tmp_path):
+    with_sel, without = tmp_path / "with", tmp_path / "without"
+    train(micro_cfg(["experiment=opd"], out=with_sel))
+    train(micro_cfg(["experiment=opd", "data.selection_prompts=0"], out=without))
+    assert all("val/greedy" in e for e in read_jsonl(with_sel / "evals.jsonl"))
+    assert not any("val/greedy" in e for e in read_jsonl(without / "evals.jsonl"))
+    assert [m["loss"] for m in read_jsonl(with_sel / "metrics.jsonl")] == \
+        [m["loss"] for m in read_jsonl(without / "metrics.jsonl")]
+    a, b = _final_weights(with_sel), _final_weights(without)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_effopd_run_logs_triggers_and_overhead(micro_cfg, tmp_path):
     summary = train(micro_cfg(["experiment=effopd"]))
     triggers = read_jsonl(tmp_path / "run" / "effopd.jsonl")
@@ -122,6 +134,8 @@ def test_bad_values_name_the_key(micro_cfg):
         train(micro_cfg(["trainer.resume=sometimes"]))
     with pytest.raises(ValueError, match="effopd.val_prompts"):
         train(micro_cfg(["effopd.val_prompts=0"]))
+    with pytest.raises(ValueError, match="data.selection_prompts=-1"):
+        train(micro_cfg(["data.selection_prompts=-1"]))
 
 
 def test_teacher_with_another_vocabulary_is_rejected(micro_cfg):
