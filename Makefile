@@ -7,8 +7,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # "torch" requirement can pull a multi-GB CUDA build. Override on a GPU box: make TORCH_SPEC=torch==2.13.0
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
+# The benchmark-only extra (TRL): its own stamp, so `make test` and the others never need it. The main stamp's
+# recipe deletes every .installed-* file, this one included, so a pyproject change reinstalls both.
+BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+BENCH_ARGS ?=
 
-.PHONY: help install test reproduce-table2 reproduce-regimes build-world clean-runs
+.PHONY: help install test reproduce-table2 reproduce-regimes reproduce-efficiency build-world bench clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -34,6 +38,16 @@ reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> re
 
 reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.*
 	$(PY) -m bench.reproduce regimes --workers $(WORKERS)
+
+reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.*
+	$(PY) -m bench.reproduce efficiency --workers $(WORKERS)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	rm -f $(VENV)/.installed-bench-* && touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.perf.trl_compare $(BENCH_ARGS)
 
 clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/
 	rm -rf runs outputs

@@ -73,14 +73,33 @@ class DataConfig:
 
 @dataclass
 class AlgorithmConfig:
-    """The registered advantage function and policy loss that define an algorithm."""
+    """The registered advantage function and policy loss that define an algorithm, and their options.
 
-    name: str = "opd"  # advantage estimator in bench.algorithms.registry
-    policy_loss: str = "ppo_clip"  # policy loss in bench.algorithms.registry
+    Presets: ``experiments/algorithm/{opd,opd_gkd,grpo,dapo,sft}.yaml``.
+    """
+
+    name: str = "opd"  # advantage in bench.algorithms.registry: opd | grpo | sft (or any registered one)
+    policy_loss: str = "ppo_clip"  # policy loss in bench.algorithms.registry: ppo_clip | nll | gkd
     clip_ratio_low: float = 0.2  # PPO clip: ratio >= 1 - low
-    clip_ratio_high: float = 0.2  # PPO clip: ratio <= 1 + high
-    loss_agg: str = "token-mean"  # how token losses become one scalar
-    needs_teacher: bool = True  # load and run the frozen teacher for scoring
+    clip_ratio_high: float = 0.2  # PPO clip: ratio <= 1 + high (DAPO's clip-higher: 0.28)
+    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm (Dr. GRPO)
+    loss_agg_norm_len: int = 0  # seq-mean-token-sum-norm's constant length; 0 = rollout.max_new_tokens
+    needs_teacher: bool = True  # load and run the frozen teacher for scoring (OPD, GKD)
+    rollout_source: str = "student"  # "student" (on-policy) | "teacher": cached teacher samples (SFT)
+    reward_coef: float = 0.0  # OPD: add reward_coef * task reward to every token's advantage (0 = pure OPD)
+    norm_adv_by_std: bool = True  # GRPO: divide group-centred rewards by the group std (False = Dr. GRPO)
+    kl_coef: float = 0.0  # KL(student || reference) penalty (k3 estimator) in ppo_clip; > 0 loads a frozen
+    # copy of the initial student as reference (recent GRPO practice: 0)
+    gkd_divergence: str = "reverse_kl"  # gkd loss: reverse_kl | forward_kl | jsd | topk_forward_kl
+    gkd_beta: float = 0.5  # gkd jsd interpolation, TRL's convention (0 -> forward KL, 1 -> reverse KL)
+    gkd_topk: int = 8  # gkd topk_forward_kl: teacher tokens kept per position
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, resample until the
+    # step has trainer.prompts_per_step informative groups
+    max_gen_batches: int = 4  # dynamic sampling: cap on generation rounds per step (then train on what is kept)
+    overlong_buffer_len: int = 0  # DAPO soft overlong punishment over the last L tokens before
+    # rollout.max_new_tokens (0 = off)
+    overlong_penalty_factor: float = 1.0  # the punishment reached at rollout.max_new_tokens
+    overlong_filter: bool = False  # DAPO: truncated responses (no EOS) contribute no loss
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
     python -m bench.reproduce table2  [--seeds 5] [--workers 2] [--runs-dir runs/table2] [--out results]
     python -m bench.reproduce regimes [--seeds 3] [--lrs 2e-5,6e-5,2e-4] [--worlds style,scratch]
+    python -m bench.reproduce efficiency [--seeds 5] [--sweep-seeds 2]   (see bench/efficiency.py)
 
 table2: OPD and EffOPD on the default tiny world at the default learning rate (same seeds, same data
 order), plus an OPD learning-rate sweep (x1, x3, x10 the default) whose winner on *validation* data
@@ -130,7 +131,8 @@ def reproduce_table2(args) -> dict:
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
     jobs = [opd_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
-    jobs += [opd_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR) for s in seeds]
+    # EffOPD's sweep-seed runs also score the selection prompts: make reproduce-efficiency selects its LR.
+    jobs += [opd_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
     sweep_labels = {mult: "OPD" if mult == 1 else f"OPD-lr{lr_tag(DEFAULT_LR * mult)}" for mult in LR_SWEEP}
     for mult, label in sweep_labels.items():
         if mult != 1:
@@ -219,14 +221,15 @@ def _append_notes(md_path: Path, table: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["table2", "regimes"])
+    parser.add_argument("what", choices=["table2", "regimes", "efficiency"])
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--sweep-seeds", type=int, default=2, help="seeds per LR-sweep arm used for selection")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--lrs", default=",".join(str(DEFAULT_LR * m) for m in LR_SWEEP))
-    parser.add_argument("--table2-runs-dir", default="runs/table2", help="regimes reuse identical runs from here")
+    parser.add_argument("--table2-runs-dir", default="runs/table2",
+                        help="regimes and efficiency reuse identical runs from here")
     parser.add_argument("--worlds", default="style,scratch")
     parser.add_argument("--prior-seconds", type=float, default=0.0,
                         help="seconds already spent before this command (e.g. the install step), added to the total")
@@ -235,6 +238,12 @@ def main() -> None:
         args.seeds = args.seeds or 5
         args.runs_dir = args.runs_dir or "runs/table2"
         reproduce_table2(args)
+    elif args.what == "efficiency":
+        from bench.efficiency import reproduce_efficiency
+
+        args.seeds = args.seeds or 5
+        args.runs_dir = args.runs_dir or "runs/efficiency"
+        reproduce_efficiency(args)
     else:
         from bench.regimes import reproduce_regimes
 

@@ -20,15 +20,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from bench.algorithms import ScoredBatch, get_advantage, get_policy_loss
+from bench.algorithms import LossInputs, LossTotals, ScoredBatch, get_advantage, get_policy_loss
+from bench.algorithms.checks import check_algorithm
+from bench.algorithms.dapo import informative_groups, overlong_penalty
 from bench.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bench.config import register_configs
 from bench.data import PromptStream
 from bench.effopd import DirectionProbe, EffOPD, ValidationScore
 from bench.evaluation import evaluate
 from bench.io import atomic_write_text
-from bench.logprobs import response_logprobs
+from bench.logprobs import gather_logprobs, response_logits, response_logprobs
 from bench.rollout import SamplingParams, make_engine
+from bench.rollout.teacher_cache import load_teacher_trajectories
 from bench.runlog import RunLogger
 from bench.tinyworld.task import score_response
 from bench.world import check_same_vocabulary, load_model, load_world
@@ -41,50 +44,109 @@ def micro_batches(n_rows: int, size: int) -> list[slice]:
 
 
 @torch.no_grad()
-def score_phase(cfg, rollout, problems, teacher, world) -> ScoredBatch:
-    """Teacher log-probs of the sampled tokens (distillation) and task rewards (RL, and logged for all)."""
-    teacher_logp = None
+def score_phase(cfg, rollout, problems, teacher, reference, world) -> ScoredBatch:
+    """Teacher log-probs of the sampled tokens (distillation; the whole distribution for GKD losses),
+    reference log-probs (KL penalty) and rewards: the 0/1 task reward, plus DAPO's overlong shaping."""
+    a = cfg.algorithm
+    ids, mask = rollout.full_sequences()
+    R = rollout.response_ids.shape[1]
+    chunks = micro_batches(ids.shape[0], cfg.trainer.micro_batch_size)
+    teacher_logp = teacher_dist = ref_logp = None
     if teacher is not None:
-        ids, mask = rollout.full_sequences()
-        R = rollout.response_ids.shape[1]
-        parts = [response_logprobs(teacher, ids[mb], mask[mb], R) for mb in
-                 micro_batches(ids.shape[0], cfg.trainer.micro_batch_size)]
-        teacher_logp = torch.cat(parts) * rollout.response_mask
-    rewards = torch.tensor([score_response(problems[int(i)], t, world.criterion)
-                            for i, t in zip(rollout.prompt_index, rollout.texts)])
-    return ScoredBatch(rollout=rollout, teacher_logp=teacher_logp, rewards=rewards)
+        full = get_policy_loss(a.policy_loss).needs_teacher_distribution
+        logp_parts, dist_parts = [], []
+        for mb in chunks:
+            logits = response_logits(teacher, ids[mb], mask[mb], R)
+            logp_parts.append(gather_logprobs(logits, rollout.response_ids[mb]))
+            if full:
+                dist_parts.append(torch.log_softmax(logits, dim=-1))
+        teacher_logp = torch.cat(logp_parts) * rollout.response_mask
+        teacher_dist = torch.cat(dist_parts) if full else None
+    if reference is not None:
+        ref_logp = torch.cat([response_logprobs(reference, ids[mb], mask[mb], R) for mb in chunks])
+    task = torch.tensor([score_response(problems[int(i)], t, world.criterion)
+                         for i, t in zip(rollout.prompt_index, rollout.texts)])
+    rewards = task + overlong_penalty(rollout.response_mask.sum(1), cfg.rollout.max_new_tokens,
+                                      a.overlong_buffer_len, a.overlong_penalty_factor)
+    loss_mask = rollout.response_mask
+    if a.overlong_filter:
+        loss_mask = loss_mask * (~rollout.truncated).float().unsqueeze(1)
+    return ScoredBatch(rollout=rollout, teacher_logp=teacher_logp, rewards=rewards, task_rewards=task,
+                       teacher_dist=teacher_dist, ref_logp=ref_logp, loss_mask=loss_mask)
+
+
+def collect_batch(cfg, source, stream: PromptStream, sampling, score, pad_id: int) -> tuple[ScoredBatch, dict]:
+    """One step's scored training batch. With DAPO's dynamic sampling, groups whose rewards are all equal
+    are dropped and more prompts are drawn until ``prompts_per_step`` groups are kept or
+    ``max_gen_batches`` rounds ran (then the step trains on what it kept). Every generated token counts."""
+    want, a = cfg.trainer.prompts_per_step, cfg.algorithm
+
+    def one_round() -> ScoredBatch:
+        problems = stream.next(want)
+        return score(source.generate([p.prompt for p in problems], cfg.rollout.n, sampling), problems)
+
+    if not a.dynamic_sampling:
+        scored = one_round()
+        return scored, {"generated_tokens": scored.rollout.num_tokens}
+    kept, n_kept, rounds, tokens = [], 0, 0, 0
+    while n_kept < want and rounds < a.max_gen_batches:
+        scored = one_round()
+        rounds += 1
+        tokens += scored.rollout.num_tokens
+        groups = scored.rollout.prompt_index
+        informative = informative_groups(scored.rewards, groups)
+        keep_ids = groups[informative].unique()[: want - n_kept]
+        n_kept += len(keep_ids)
+        if len(keep_ids):
+            kept.append(scored.select(torch.nonzero(torch.isin(groups, keep_ids)).squeeze(1)))
+    info = {"generated_tokens": tokens, "dapo/gen_rounds": rounds, "dapo/kept_groups": n_kept}
+    if not kept:  # nothing informative within the cap: the last round's advantages are all zero
+        return scored, info
+    return ScoredBatch.concat(kept, pad_id), info
 
 
 def update_phase(cfg, student, optimizer, scored: ScoredBatch) -> dict:
     """PPO-style update. With ``ppo_epochs == 1`` the batch is exactly on-policy, so the pre-update student
-    log-probs are the detached log-probs of the training forward itself (no extra forward pass)."""
-    advantage_fn, loss_fn = get_advantage(cfg.algorithm.name), get_policy_loss(cfg.algorithm.policy_loss)
+    log-probs are the detached log-probs of the training forward itself (no extra forward pass).
+    Group-level advantages (GRPO) are computed once on the whole batch; token-level ones (OPD) per
+    micro-batch from those log-probs."""
+    a = cfg.algorithm
+    advantage_fn, loss_fn = get_advantage(a.name), get_policy_loss(a.policy_loss)
     rollout = scored.rollout
     ids, mask = rollout.full_sequences()
     R = rollout.response_ids.shape[1]
     chunks = micro_batches(ids.shape[0], cfg.trainer.micro_batch_size)
-    total_tokens = rollout.response_mask.sum().item()
+    lm = scored.loss_mask
+    totals = LossTotals(tokens=lm.sum().item(), sequences=(lm.sum(1) > 0).sum().item(),
+                        norm_len=float(a.loss_agg_norm_len or cfg.rollout.max_new_tokens))
+    denom = max(totals.tokens, 1.0)
+    batch_adv = None if advantage_fn.needs_student_logp else advantage_fn(scored, None, a)
     old_logp = None
     if cfg.trainer.ppo_epochs > 1:
         with torch.no_grad():
             old_logp = torch.cat([response_logprobs(student, ids[mb], mask[mb], R) for mb in chunks])
-    stats = {"loss": 0.0, "clip_frac": 0.0, "adv_mean": 0.0, "adv_abs_mean": 0.0, "student_logp_mean": 0.0}
+    stats: dict[str, float] = {"loss": 0.0, "adv_mean": 0.0, "adv_abs_mean": 0.0, "student_logp_mean": 0.0}
     for _ in range(cfg.trainer.ppo_epochs):
         optimizer.zero_grad(set_to_none=True)
         for mb in chunks:
             sub = scored.select(mb)
-            logp = response_logprobs(student, ids[mb], mask[mb], R)
+            logits = response_logits(student, ids[mb], mask[mb], R)
+            logp = gather_logprobs(logits, rollout.response_ids[mb])
             old = old_logp[mb] if old_logp is not None else logp.detach()
-            adv = advantage_fn(sub, old)
-            loss, loss_stats = loss_fn(logp, old, adv, sub.rollout.response_mask, cfg.algorithm, total_tokens)
+            adv = advantage_fn(sub, old, a) if batch_adv is None else batch_adv[mb]
+            inputs = LossInputs(logp=logp, old_logp=old, advantages=adv, mask=sub.loss_mask, totals=totals,
+                                logits=logits if loss_fn.needs_logits else None, teacher_dist=sub.teacher_dist,
+                                ref_logp=sub.ref_logp)
+            loss, loss_stats = loss_fn(inputs, a)
             loss.backward()
-            w = sub.rollout.response_mask.sum().item() / max(total_tokens, 1.0)
-            m = sub.rollout.response_mask
+            m = sub.loss_mask
+            w = m.sum().item() / denom
             stats["loss"] += loss.item()
-            stats["clip_frac"] += w * loss_stats["clip_frac"]
-            stats["adv_mean"] += (adv * m).sum().item() / max(total_tokens, 1.0)
-            stats["adv_abs_mean"] += (adv.abs() * m).sum().item() / max(total_tokens, 1.0)
-            stats["student_logp_mean"] += (old * m).sum().item() / max(total_tokens, 1.0)
+            for k, v in loss_stats.items():
+                stats[k] = stats.get(k, 0.0) + w * v
+            stats["adv_mean"] += (adv * m).sum().item() / denom
+            stats["adv_abs_mean"] += (adv.abs() * m).sum().item() / denom
+            stats["student_logp_mean"] += (old * m).sum().item() / denom
         stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.trainer.grad_clip).item()
         optimizer.step()
     n = cfg.trainer.ppo_epochs
@@ -134,18 +196,29 @@ def train(cfg: DictConfig) -> dict:
     seed_everything(tcfg.seed)
 
     # --- world, models, engine, optimizer --------------------------------------------------------------
+    check_algorithm(cfg)
     world = load_world(cfg)
     student = load_model(world.student_path, trainable=True)
-    teacher = None
+    teacher = reference = None
     if cfg.algorithm.needs_teacher:
         teacher = load_model(world.teacher_path, trainable=False)
         check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path), student, teacher)
+    if cfg.algorithm.kl_coef > 0:
+        reference = load_model(world.student_path, trainable=False)  # the frozen initial student
     engine = make_engine(cfg.rollout.engine, student, world.tokenizer)
+    # No sampled-token log-probs from the engine: the update recomputes them (with ppo_epochs == 1 from the
+    # training forward itself), and a [B, R, V] logits stack would cost ~1 GB per step at a 152k vocabulary.
+    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
+                              logprobs=False)
+    source = engine  # where training rollouts come from: the student itself, or cached teacher samples (SFT)
+    if cfg.algorithm.rollout_source == "teacher":
+        source, _ = load_teacher_trajectories(
+            cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
+            world.tokenizer, [p.prompt for p in world.train], cfg.rollout.n, sampling)
     optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
                                   weight_decay=tcfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)
     stream = PromptStream(world.train, cfg.data.shuffle_seed)
-    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens)
 
     effopd = None
     if cfg.effopd.enabled:
@@ -188,11 +261,18 @@ def train(cfg: DictConfig) -> dict:
     bar = tqdm(total=tcfg.total_steps, initial=step, disable=not cfg.logging.progress_bar, desc=cfg.method)
     while step < tcfg.total_steps:
         t = {"start": time.perf_counter()}
-        problems = stream.next(tcfg.prompts_per_step)
-        rollout = engine.generate([p.prompt for p in problems], cfg.rollout.n, sampling)
-        t["generate"] = time.perf_counter()
-        scored = score_phase(cfg, rollout, problems, teacher, world)
+        score_times = []
+
+        def score(rollout, problems):
+            t0 = time.perf_counter()
+            scored = score_phase(cfg, rollout, problems, teacher, reference, world)
+            score_times.append(time.perf_counter() - t0)
+            return scored
+
+        scored, batch_info = collect_batch(cfg, source, stream, sampling, score, world.tokenizer.pad_token_id)
+        rollout = scored.rollout
         t["score"] = time.perf_counter()
+        t["generate"] = t["score"] - sum(score_times)  # generation and scoring interleave under dynamic sampling
         stats = update_phase(cfg, student, optimizer, scored)
         scheduler.step()
         engine.sync_weights()
@@ -206,13 +286,16 @@ def train(cfg: DictConfig) -> dict:
         train_seconds += t["validation"] - t["start"]
         mask = rollout.response_mask
         record = {"step": step, "lr": scheduler.get_last_lr()[0], **stats,
-                  "reward_mean": scored.rewards.float().mean().item(),
+                  "reward_mean": scored.task_rewards.float().mean().item(),
                   "response_length": mask.sum(1).float().mean().item(),
                   "truncated_frac": rollout.truncated.float().mean().item(),
-                  "generated_tokens": int(mask.sum().item()), **timing, "train_seconds": train_seconds}
+                  **batch_info, **timing, "train_seconds": train_seconds}
+        if cfg.algorithm.overlong_buffer_len > 0:
+            record["shaped_reward_mean"] = scored.rewards.float().mean().item()
         if scored.teacher_logp is not None:
-            # Mean over tokens of log p_student - log p_teacher: a per-token reverse-KL estimate.
-            record["reverse_kl"] = stats["student_logp_mean"] - (scored.teacher_logp.sum() / mask.sum()).item()
+            # Mean over loss tokens of log p_student - log p_teacher: a per-token reverse-KL estimate.
+            record["reverse_kl"] = stats["student_logp_mean"] - (
+                (scored.teacher_logp * scored.loss_mask).sum() / scored.loss_mask.sum().clamp(min=1)).item()
         if trigger is not None:
             log.effopd(trigger)
             if "accepted_multiplier" in trigger:

@@ -1,7 +1,8 @@
 """Registries: an algorithm is a small advantage function plus a policy loss, looked up by name.
 
 Like verl's ``register_adv_est`` / ``register_policy_loss``: adding an algorithm means registering a
-function here, never subclassing the trainer.
+function here, never subclassing the trainer. What a function needs from the trainer is declared at
+registration (keyword flags stored on the function), so the loop computes only what is used.
 """
 
 from __future__ import annotations
@@ -12,24 +13,36 @@ ADVANTAGES: dict[str, Callable] = {}
 POLICY_LOSSES: dict[str, Callable] = {}
 
 
-def register_advantage(name: str):
-    """Register ``fn(scored: ScoredBatch, student_logp: Tensor[B, R]) -> Tensor[B, R]`` (token advantages)."""
+def register_advantage(name: str, *, needs_student_logp: bool = False):
+    """Register ``fn(scored: ScoredBatch, student_logp: Tensor[B, R] | None, cfg) -> Tensor[B, R]``.
+
+    ``needs_student_logp``: the advantage depends on the behaviour policy's per-token log-probs (OPD). The
+    trainer then calls it per micro-batch with those log-probs, so it must act row by row. Otherwise it is
+    called once on the whole step's batch with ``student_logp=None`` (group statistics, e.g. GRPO).
+    """
 
     def deco(fn):
         if name in ADVANTAGES:
             raise ValueError(f"advantage {name!r} registered twice")
+        fn.needs_student_logp = needs_student_logp
         ADVANTAGES[name] = fn
         return fn
 
     return deco
 
 
-def register_policy_loss(name: str):
-    """Register ``fn(logp, old_logp, advantages, mask, cfg) -> (loss, stats)``."""
+def register_policy_loss(name: str, *, needs_logits: bool = False, needs_teacher_distribution: bool = False):
+    """Register ``fn(inputs: LossInputs, cfg: AlgorithmConfig) -> (loss, stats: dict[str, float])``.
+
+    ``needs_logits``: the loss reads the student's full-vocabulary logits over the response.
+    ``needs_teacher_distribution``: the score phase stores the teacher's full-vocabulary log-probs.
+    """
 
     def deco(fn):
         if name in POLICY_LOSSES:
             raise ValueError(f"policy loss {name!r} registered twice")
+        fn.needs_logits = needs_logits
+        fn.needs_teacher_distribution = needs_teacher_distribution
         POLICY_LOSSES[name] = fn
         return fn
 

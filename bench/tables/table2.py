@@ -25,6 +25,7 @@ STAT_FIELDS = (
     "final_accuracy",
     "steps_to_target",
     "wall_seconds_to_target",
+    "tokens_to_target",
     "speedup_steps",
     "speedup_wall",
     "validation_overhead_seconds",
@@ -47,6 +48,23 @@ class RunRecord:
     summary: dict
     evals: list[dict]
     path: Path = field(default=Path("."))
+    tokens_by_step: dict[int, int] = field(default_factory=dict)  # cumulative generated tokens after each
+    # step: training rollouts (every dynamic-sampling round; for SFT the teacher tokens it trains on) plus
+    # EffOPD's validation tokens
+
+
+def cumulative_tokens(folder: Path) -> dict[int, int]:
+    """Cumulative generated tokens per step from a run's metrics.jsonl and effopd.jsonl."""
+    per_step: dict[int, int] = defaultdict(int)
+    for m in read_jsonl(folder / "metrics.jsonl"):
+        per_step[m["step"]] += int(m.get("generated_tokens", 0))
+    for t in read_jsonl(folder / "effopd.jsonl"):
+        per_step[t["step"]] += int(t.get("tokens", 0))
+    out, total = {0: 0}, 0
+    for step in sorted(per_step):
+        total += per_step[step]
+        out[step] = total
+    return out
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:
@@ -67,6 +85,7 @@ def load_runs(root: str | Path) -> list[RunRecord]:
         runs.append(RunRecord(
             method=summary["method"], seed=int(summary["seed"]), lr=float(summary["lr"]),
             world=str(summary.get("world", "")), summary=summary, evals=evals, path=folder,
+            tokens_by_step=cumulative_tokens(folder),
         ))
     if incomplete:
         raise ValueError("incomplete runs found: " + "; ".join(incomplete))
@@ -139,11 +158,13 @@ def build_table2(
         per_seed, sp_steps, sp_wall, excluded = [], [], [], 0
         for s in seeds:
             steps, wall = cross[(method, s)]
+            tokens = by_method[method][s].tokens_by_step
             per_seed.append({
                 "seed": s,
                 "final_accuracy": finals[(method, s)],
                 "steps_to_target": steps,
                 "wall_seconds_to_target": wall,
+                "tokens_to_target": tokens.get(steps) if steps is not None and tokens else None,
                 "validation_seconds": float(by_method[method][s].summary.get("validation_seconds", 0.0)),
             })
             ref_steps, ref_wall = cross.get((reference, s), (None, None))
@@ -163,6 +184,7 @@ def build_table2(
             "final_accuracy": ci(col("final_accuracy")),
             "steps_to_target": ci(col("steps_to_target")),
             "wall_seconds_to_target": ci(col("wall_seconds_to_target")),
+            "tokens_to_target": ci(col("tokens_to_target")),
             "speedup_steps": ci(sp_steps),
             "speedup_wall": ci(sp_wall),
             "validation_overhead_seconds": ci(col("validation_seconds")),
@@ -209,6 +231,12 @@ def fmt_stat(stat: dict | None, digits: int = 3, suffix: str = "") -> str:
     return text
 
 
+def _scaled(stat: dict | None, k: float) -> dict | None:
+    if not stat or stat.get("mean") is None:
+        return stat
+    return {**stat, "mean": stat["mean"] * k, "ci95": [x * k for x in stat["ci95"]] if stat.get("ci95") else None}
+
+
 def _csv_text(table: dict) -> str:
     buf = io.StringIO()
     stat_cols = [f"{f}_{k}" for f in STAT_FIELDS for k in ("mean", "lo", "hi", "n")]
@@ -228,7 +256,7 @@ def _csv_text(table: dict) -> str:
 
 def _markdown(table: dict) -> str:
     head = ["method", "seeds", "final acc", "reached", "steps to target", "wall s to target",
-            "speedup steps", "speedup wall (net of validation)", "validation s"]
+            "tokens to target (k)", "speedup steps", "speedup wall (net of validation)", "validation s"]
     paper_col = (table.get("paper") or {}).get("by_method")  # the paper's figure beside ours, per method
     if paper_col:
         head.append("paper (steps)")
@@ -237,7 +265,7 @@ def _markdown(table: dict) -> str:
         cells = [
             r["method"], str(r["n_seeds"]), fmt_stat(r["final_accuracy"], 3), r["reached_target"],
             fmt_stat(r["steps_to_target"], 1), fmt_stat(r["wall_seconds_to_target"], 1),
-            fmt_stat(r["speedup_steps"], 2, "×"), fmt_stat(r["speedup_wall"], 2, "×"),
+            fmt_stat(_scaled(r["tokens_to_target"], 1e-3), 1), fmt_stat(r["speedup_steps"], 2, "×"), fmt_stat(r["speedup_wall"], 2, "×"),
             fmt_stat(r["validation_overhead_seconds"], 1),
         ]
         if paper_col:

@@ -7,12 +7,10 @@ changed recipe rebuilds and an unchanged one is reused (also across worlds that 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import multiprocessing as mp
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import shutil
@@ -25,7 +23,7 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from bench.evaluation import evaluate_criteria
-from bench.io import atomic_write_json
+from bench.io import atomic_write_json, file_lock
 from bench.logprobs import response_logprobs
 from bench.rollout import HFRolloutEngine
 from bench.tinyworld.task import Style, render_solution, sample_problems, split_of
@@ -128,17 +126,6 @@ def measure(model, tokenizer, digits: int, n_test: int = 256) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # parallel runs wait for one builder instead of racing
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_model(world, role: str) -> Path:
     """Path of the cached model for ``role``; trains and saves it (atomically) when missing."""
     cache = Path(world.cache_dir)
@@ -146,7 +133,7 @@ def ensure_model(world, role: str) -> Path:
     final = cache / key
     if (final / REPORT).exists():
         return final
-    with _lock(cache / f".{key}.lock"):
+    with file_lock(cache / f".{key}.lock"):
         if (final / REPORT).exists():
             return final
         recipe = getattr(world, role)

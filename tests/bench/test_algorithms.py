@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from bench.algorithms import ScoredBatch, get_advantage, get_policy_loss, register_advantage, register_policy_loss
-from bench.algorithms import registry
+from bench.algorithms import (
+    LossInputs,
+    LossTotals,
+    ScoredBatch,
+    get_advantage,
+    get_policy_loss,
+    register_advantage,
+    register_policy_loss,
+    registry,
+)
 from bench.algorithms.opd import opd_advantage
 from bench.algorithms.policy_loss import aggregate, ppo_clip_loss
 from bench.config import AlgorithmConfig
@@ -89,10 +97,20 @@ def _inputs():
     return logp, old
 
 
+def totals(tokens, sequences=2, norm_len=3):
+    return LossTotals(tokens=tokens, sequences=sequences, norm_len=norm_len)
+
+
+def ppo(logp, old, adv, mask, cfg, total_tokens):
+    return ppo_clip_loss(LossInputs(logp=logp, old_logp=old, advantages=adv, mask=mask, totals=totals(total_tokens)),
+                         cfg)
+
+
 @pytest.mark.parametrize("total_tokens,expected", [(5, -0.176), (10, -0.088), (0, -0.88)])
 def test_ppo_clip_loss_token_mean(total_tokens, expected):
     logp, old = _inputs()
-    loss, stats = get_policy_loss("ppo_clip")(logp, old, ADV, MASK.double(), CFG, total_tokens)
+    loss, stats = get_policy_loss("ppo_clip")(
+        LossInputs(logp=logp, old_logp=old, advantages=ADV, mask=MASK.double(), totals=totals(total_tokens)), CFG)
     # token-mean divides by the step's total tokens (max(total, 1)), not by this micro-batch's mask.
     assert loss.item() == pytest.approx(expected, abs=1e-12)
     assert set(stats) == {"clip_frac"}
@@ -100,7 +118,7 @@ def test_ppo_clip_loss_token_mean(total_tokens, expected):
 
 def test_ppo_clip_loss_gradient():
     logp, old = _inputs()
-    loss, _ = ppo_clip_loss(logp, old, ADV, MASK.double(), CFG, total_tokens=5)
+    loss, _ = ppo(logp, old, ADV, MASK.double(), CFG, total_tokens=5)
     loss.backward()
     # d/dlogp of -A*r is -A*r; zero where the clipped branch is active or the token is masked.
     expected = torch.tensor([[-2.0 * 1.1, 0.0, 1.5], [-0.5, 0.0, 0.0]], dtype=torch.float64) / 5
@@ -110,7 +128,7 @@ def test_ppo_clip_loss_gradient():
 def test_ppo_clip_symmetric_bounds_and_on_policy():
     # On-policy (ratio 1 everywhere): loss = -mean(A) over the mask, nothing clipped.
     old = torch.tensor([[-1.0, -2.0, -0.5], [-0.7, -1.3, -0.1]], dtype=torch.float64)
-    loss, stats = ppo_clip_loss(old.clone(), old, ADV, MASK.double(), AlgorithmConfig(), total_tokens=5)
+    loss, stats = ppo(old.clone(), old, ADV, MASK.double(), AlgorithmConfig(), total_tokens=5)
     assert loss.item() == pytest.approx(-(2.0 + 1.0 - 1.0 + 1.0 - 2.0) / 5, abs=1e-12)
     assert stats["clip_frac"] == 0.0
     # With symmetric 0.2 bounds, ratio 1.5 with A=+1 is clipped to 1.2 and ratio 0.5 with A=-1 to 0.8.
@@ -118,18 +136,17 @@ def test_ppo_clip_symmetric_bounds_and_on_policy():
     r = torch.tensor([[1.5, 0.5]], dtype=torch.float64)
     a = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
     o = torch.zeros(1, 2, dtype=torch.float64)
-    loss, stats = ppo_clip_loss(r.log(), o, a, mask, AlgorithmConfig(), total_tokens=2)
+    loss, stats = ppo(r.log(), o, a, mask, AlgorithmConfig(), total_tokens=2)
     assert loss.item() == pytest.approx((-1.2 + 0.8) / 2, abs=1e-12)
     assert stats["clip_frac"] == pytest.approx(1.0)  # both tokens clipped, and the clip binds on both
 
 
 def test_aggregate_rejects_unknown_mode():
-    assert aggregate(torch.ones(2, 3), MASK, "token-mean", 4).item() == pytest.approx(5 / 4)
+    assert aggregate(torch.ones(2, 3), MASK, "token-mean", totals(4)).item() == pytest.approx(5 / 4)
     with pytest.raises(ValueError, match="unknown algorithm.loss_agg='seq-mean'"):
-        aggregate(torch.ones(2, 3), MASK, "seq-mean", 4)
+        aggregate(torch.ones(2, 3), MASK, "seq-mean", totals(4))
     with pytest.raises(ValueError, match="loss_agg"):
-        ppo_clip_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), MASK,
-                      AlgorithmConfig(loss_agg="sum"), 5)
+        ppo(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), MASK, AlgorithmConfig(loss_agg="sum"), 5)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -158,7 +175,7 @@ def test_double_registration_rejected(monkeypatch):
     monkeypatch.setattr(registry, "POLICY_LOSSES", dict(registry.POLICY_LOSSES))
 
     with pytest.raises(ValueError, match="advantage 'opd' registered twice"):
-        register_advantage("opd")(lambda scored, logp: logp)
+        register_advantage("opd")(lambda scored, logp, cfg: logp)
     assert registry.ADVANTAGES["opd"] is opd_advantage  # the original survives
     with pytest.raises(ValueError, match="policy loss 'ppo_clip' registered twice"):
         register_policy_loss("ppo_clip")(lambda *a: None)

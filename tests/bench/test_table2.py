@@ -43,6 +43,12 @@ def write_run(root, method, seed, accs, status="complete"):
         "validation_tokens": 0, "final": {"test/greedy": accs[-1]},
     }
     (folder / "summary.json").write_text(json.dumps(summary))
+    # 100 rollout tokens per step; EffOPD also spends 7 validation tokens at each of its triggers.
+    metrics = [{"step": s, "generated_tokens": 100} for s in range(1, STEPS[-1] + 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    if method == "EffOPD":
+        triggers = [{"step": s, "tokens": 7} for s in (1, 2, 4, 8, 16, 32)]
+        (folder / "effopd.jsonl").write_text("".join(json.dumps(t) + "\n" for t in triggers))
     return folder
 
 
@@ -175,3 +181,12 @@ def test_incomplete_run_raises_with_folder(runs_root):
     bad = write_run(runs_root, "EffOPD", 7, CURVES[("EffOPD", 0)], status="running")
     with pytest.raises(ValueError, match=re.escape(str(bad))):
         load_runs(runs_root)
+
+
+def test_tokens_to_target_count_rollouts_and_validation(table):
+    rows = {r["method"]: r for r in table["rows"]}
+    opd = [p["tokens_to_target"] for p in rows["OPD"]["per_seed"]]
+    assert opd == [2000, 3000]  # crossings at steps 20 and 30
+    eff = [p["tokens_to_target"] for p in rows["EffOPD"]["per_seed"]]
+    assert eff == [1000 + 4 * 7, 1000 + 4 * 7]  # step 10, triggers 1, 2, 4, 8 before it
+    assert rows["OPD, tuned LR"]["per_seed"][1]["tokens_to_target"] is None  # never reached

@@ -139,8 +139,8 @@ def test_bad_values_name_the_key(micro_cfg):
 
 
 def test_teacher_with_another_vocabulary_is_rejected(micro_cfg):
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     from bench.world import check_same_vocabulary, load_model, load_world
 
