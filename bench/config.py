@@ -106,7 +106,7 @@ class AlgorithmConfig:
 class RolloutConfig:
     """Sampling for training rollouts."""
 
-    engine: str = "hf"  # "hf" (vLLM later)
+    engine: str = "hf"  # "hf" (HF generate) or "qwen3_fast" (Qwen3 only, bit-identical, faster on CPU); vLLM later
     n: int = 1  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0

@@ -1,9 +1,10 @@
 """``make reproduce-efficiency``: OPD, EffOPD, GRPO, DAPO and SFT on the default tiny world, each at its own
 learning rate chosen on validation data, against an OPD-derived target.
 
-Every method sweeps the same grid (2e-5, 6e-5, 2e-4: x1, x3, x10 the OPD default) on the first
-``sweep_seeds`` seeds; while a method's best learning rate is the largest tried, the grid grows by the
-next step (6e-4, then 2e-3), so no method is held back by where the grid stops. The criterion is
+Every method sweeps the same grid (``experiments/sweeps/efficiency.yaml``: 2e-5, 6e-5, 2e-4, i.e. x1, x3,
+x10 the OPD default) on the first ``sweep_seeds`` seeds; while a method's best learning rate is the
+largest tried, the grid grows by the next step (6e-4, then 2e-3), so no method is held back by where the
+grid stops. The criterion is
 ``bench.reproduce.selection_score`` (mean greedy accuracy on the validation selection prompts over the
 run). Winners are then run on every seed. The target is 95% of the final accuracy of OPD at *its*
 selected learning rate; speedups are per seed pair relative to that OPD row. Runs identical to
@@ -15,7 +16,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from bench.launcher import Job, run_jobs
+from bench.paths import EXPERIMENTS_DIR
 from bench.reproduce import (
     DEFAULT_LR,
     effopd_diagnostics,
@@ -30,10 +34,31 @@ from bench.tables.stats import mean_ci
 from bench.tables.table2 import RunRecord, build_table2, fmt_stat, load_runs, write_table2
 from bench.tinyworld.build import build_world
 
-METHODS = {"OPD": "opd", "EffOPD": "effopd", "GRPO": "grpo", "DAPO": "dapo", "SFT": "sft"}  # label -> preset
-LR_GRID = (2e-5, 6e-5, 2e-4)
-LR_EXTENSIONS = (6e-4, 2e-3)
-REFERENCE = "OPD"
+SWEEP_FILE = EXPERIMENTS_DIR / "sweeps" / "efficiency.yaml"
+
+
+def load_sweep(path: Path = SWEEP_FILE) -> dict:
+    """The sweep definition (methods, grid, extensions, seeds), checked so a bad file names the bad key."""
+    spec = OmegaConf.to_container(OmegaConf.load(path))
+    need = {"methods": dict, "reference": str, "grid": list, "extensions": list, "seeds": int, "sweep_seeds": int}
+    for key, kind in need.items():
+        if not isinstance(spec.get(key), kind):
+            raise ValueError(f"{path}: '{key}' must be a {kind.__name__}, got {spec.get(key)!r}")
+    if spec["reference"] not in spec["methods"]:
+        raise ValueError(f"{path}: reference {spec['reference']!r} is not one of the methods {list(spec['methods'])}")
+    if not 1 <= spec["sweep_seeds"] <= spec["seeds"]:
+        raise ValueError(f"{path}: sweep_seeds={spec['sweep_seeds']} must be between 1 and seeds={spec['seeds']}")
+    lrs = [float(x) for x in spec["grid"] + spec["extensions"]]
+    if lrs != sorted(set(lrs)) or not spec["grid"]:
+        raise ValueError(f"{path}: grid + extensions must be a non-empty increasing list of distinct LRs, got {lrs}")
+    return spec
+
+
+SWEEP = load_sweep()
+METHODS: dict[str, str] = SWEEP["methods"]  # table label -> experiment preset
+LR_GRID = tuple(float(x) for x in SWEEP["grid"])
+LR_EXTENSIONS = tuple(float(x) for x in SWEEP["extensions"])
+REFERENCE: str = SWEEP["reference"]
 
 
 def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path) -> Path | None:

@@ -223,7 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["table2", "regimes", "efficiency"])
     parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--sweep-seeds", type=int, default=2, help="seeds per LR-sweep arm used for selection")
+    parser.add_argument("--sweep-seeds", type=int, default=None,
+                        help="seeds per LR-sweep arm used for selection (table2: 2; efficiency: its sweep file)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-dir", default=None)
     parser.add_argument("--out", default=str(RESULTS_DIR))
@@ -236,12 +237,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "table2":
         args.seeds = args.seeds or 5
+        args.sweep_seeds = args.sweep_seeds or 2
         args.runs_dir = args.runs_dir or "runs/table2"
         reproduce_table2(args)
     elif args.what == "efficiency":
-        from bench.efficiency import reproduce_efficiency
+        from bench.efficiency import SWEEP, reproduce_efficiency
 
-        args.seeds = args.seeds or 5
+        args.seeds = args.seeds or SWEEP["seeds"]
+        args.sweep_seeds = args.sweep_seeds or SWEEP["sweep_seeds"]
         args.runs_dir = args.runs_dir or "runs/efficiency"
         reproduce_efficiency(args)
     else:

@@ -214,7 +214,7 @@ def train(cfg: DictConfig) -> dict:
     if cfg.algorithm.rollout_source == "teacher":
         source, _ = load_teacher_trajectories(
             cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
-            world.tokenizer, [p.prompt for p in world.train], cfg.rollout.n, sampling)
+            world.tokenizer, [p.prompt for p in world.train], cfg.rollout.n, sampling, seed=tcfg.seed)
     optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
                                   weight_decay=tcfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)

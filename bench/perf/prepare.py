@@ -19,7 +19,8 @@ def teacher_samples(cfg, world) -> TeacherTrajectories:
     r = cfg.rollout
     source, _ = load_teacher_trajectories(
         cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
-        world.tokenizer, [p.prompt for p in world.train], r.n, SamplingParams(r.temperature, r.top_p, r.max_new_tokens))
+        world.tokenizer, [p.prompt for p in world.train], r.n, SamplingParams(r.temperature, r.top_p, r.max_new_tokens),
+        seed=cfg.trainer.seed)
     return source
 
 

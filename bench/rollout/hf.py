@@ -42,27 +42,33 @@ class HFRolloutEngine:
         )
         self.model.train(was_training)
         prompt_len = enc["input_ids"].shape[1]
-        response = out.sequences[:, prompt_len:]
-        is_eos = response == tok.eos_token_id
-        # Keep tokens up to and including the first EOS; everything after it is padding.
-        after_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0
-        mask = (~after_eos).float()
-        truncated = ~is_eos.any(dim=1)
-        response = response.masked_fill(after_eos, tok.pad_token_id)
-        logprobs = None
-        if params.logprobs:
-            logits = torch.stack(out.logits, dim=1).float()
-            temp = 1.0 if greedy else params.temperature
-            lp = torch.log_softmax(logits / temp, dim=-1)
-            logprobs = lp.gather(-1, response.unsqueeze(-1)).squeeze(-1) * mask
-        texts = tok.batch_decode(response.masked_fill(is_eos, tok.pad_token_id), skip_special_tokens=True)
-        return RolloutBatch(
-            prompt_ids=enc["input_ids"],
-            prompt_mask=enc["attention_mask"],
-            response_ids=response,
-            response_mask=mask,
-            logprobs=logprobs,
-            truncated=truncated,
-            texts=texts,
-            prompt_index=torch.arange(len(prompts)).repeat_interleave(n),
-        )
+        logits = torch.stack(out.logits, dim=1) if params.logprobs else None
+        return finish_batch(tok, enc, out.sequences[:, prompt_len:], logits, params, len(prompts), n)
+
+
+def finish_batch(tok, enc, response: torch.Tensor, logits: torch.Tensor | None, params: SamplingParams,
+                 n_prompts: int, n: int) -> RolloutBatch:
+    """Generated ids -> a RolloutBatch: mask up to and including the first EOS, decode, sampled-token
+    log-probs under softmax(logits / temperature) when ``logits`` ([B, R, V]) are given."""
+    is_eos = response == tok.eos_token_id
+    # Keep tokens up to and including the first EOS; everything after it is padding.
+    after_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0
+    mask = (~after_eos).float()
+    truncated = ~is_eos.any(dim=1)
+    response = response.masked_fill(after_eos, tok.pad_token_id)
+    logprobs = None
+    if logits is not None:
+        temp = params.temperature if params.temperature > 0 else 1.0
+        lp = torch.log_softmax(logits.float() / temp, dim=-1)
+        logprobs = lp.gather(-1, response.unsqueeze(-1)).squeeze(-1) * mask
+    texts = tok.batch_decode(response.masked_fill(is_eos, tok.pad_token_id), skip_special_tokens=True)
+    return RolloutBatch(
+        prompt_ids=enc["input_ids"],
+        prompt_mask=enc["attention_mask"],
+        response_ids=response,
+        response_mask=mask,
+        logprobs=logprobs,
+        truncated=truncated,
+        texts=texts,
+        prompt_index=torch.arange(n_prompts).repeat_interleave(n),
+    )

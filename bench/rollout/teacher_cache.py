@@ -1,9 +1,11 @@
 """Rollouts read from a fixed set of teacher samples: the data of SFT on teacher trajectories.
 
 The teacher samples every prompt of the training pool once, with the run's rollout settings (n,
-temperature, top-p, max new tokens), and the samples are cached on disk, keyed by the teacher, the
-prompts and the settings. Every SFT run (any seed, any learning rate) then trains on the same data, and
-the engine serves it through the rollout interface, so SFT uses the trainer's one loop.
+temperature, top-p, max new tokens) and a sampling seed (the run's ``trainer.seed``), and the samples
+are cached on disk, keyed by the teacher, the prompts, the settings and the seed. Every SFT run with that
+seed (any learning rate) trains on the same data; different seeds differ by their teacher samples, as
+on-policy runs differ by their own samples. The engine serves the data through the rollout interface, so
+SFT uses the trainer's one loop.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
+import pytest
+
 from bench import efficiency
 from bench.efficiency import LR_EXTENSIONS, LR_GRID, method_job, reused_table2_dir
 
@@ -48,3 +50,18 @@ def test_sweep_grows_while_the_best_lr_is_the_largest(tmp_path, monkeypatch):
     assert result["GRPO"]["selected_lr"] == LR_EXTENSIONS[-1]
     assert [c["lr"] for c in result["SFT"]["candidates"]] == list(LR_GRID) and result["SFT"]["selected_lr"] == 6e-5
     assert len(launched) == 2 * (len(LR_GRID) * 2 + len(LR_EXTENSIONS))  # no run trained twice
+
+
+def test_sweep_file_errors_name_the_key(tmp_path):
+    bad = tmp_path / "sweep.yaml"
+    bad.write_text("methods: {OPD: opd}\nreference: GRPO\ngrid: [2.0e-5]\nextensions: []\nseeds: 5\nsweep_seeds: 2\n")
+    with pytest.raises(ValueError, match="reference 'GRPO'"):
+        efficiency.load_sweep(bad)
+    bad.write_text("methods: {OPD: opd}\nreference: OPD\ngrid: [2.0e-4, 2.0e-5]\nextensions: []\nseeds: 5\n"
+                   "sweep_seeds: 2\n")
+    with pytest.raises(ValueError, match="increasing"):
+        efficiency.load_sweep(bad)
+    bad.write_text("methods: {OPD: opd}\nreference: OPD\ngrid: 2.0e-5\nextensions: []\nseeds: 5\nsweep_seeds: 2\n")
+    with pytest.raises(ValueError, match="'grid' must be a list"):
+        efficiency.load_sweep(bad)
+    assert efficiency.load_sweep()["reference"] == "OPD"

@@ -108,6 +108,8 @@ def test_sft_on_teacher_trajectories_lowers_their_nll(micro_cfg, micro_cache, tm
     mtime = cache_file.stat().st_mtime
     train(micro_cfg(["experiment=sft", "trainer.total_steps=1"], out=tmp_path / "again"))
     assert cache_file.stat().st_mtime == mtime  # generated once, then reused
+    train(micro_cfg(["experiment=sft", "trainer.total_steps=1", "trainer.seed=1"], out=tmp_path / "seed1"))
+    assert len(list(micro_cache.glob("teacher-samples-*.json"))) == 2  # another seed, other teacher samples
 
 
 @pytest.mark.parametrize("divergence", ["jsd", "topk_forward_kl"])
