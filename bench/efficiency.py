@@ -20,13 +20,13 @@ from omegaconf import OmegaConf
 
 from bench.launcher import Job, run_jobs
 from bench.paths import EXPERIMENTS_DIR
+from bench.regimes import table2_label
 from bench.reproduce import (
-    DEFAULT_LR,
     effopd_diagnostics,
     git_commit,
     lr_tag,
     machine,
-    opd_job,
+    run_job,
     selection_score,
     step_time_split,
 )
@@ -64,8 +64,7 @@ REFERENCE: str = SWEEP["reference"]
 def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path) -> Path | None:
     """The identical run of ``make reproduce-table2``, when it exists and scored the selection prompts
     whenever this run needs them (its OPD sweep arms and its EffOPD runs at the default LR)."""
-    label = {"OPD": "OPD" if lr == DEFAULT_LR else f"OPD-lr{lr_tag(lr)}",
-             "EffOPD": "EffOPD" if lr == DEFAULT_LR else None}.get(method)
+    label = table2_label(method, lr) if method in ("OPD", "EffOPD") else None
     if label is None:
         return None
     folder = table2_dir / label / f"seed{seed}"
@@ -76,7 +75,7 @@ def method_job(runs_dir: Path, table2_dir: Path, method: str, lr: float, seed: i
     reused = reused_table2_dir(method, lr, seed, table2_dir)
     if reused is not None and (not selection or _has_selection(reused)):
         return Job(reused, [])
-    return opd_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", METHODS[method], seed, lr, selection=selection)
+    return run_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", METHODS[method], seed, lr, selection=selection)
 
 
 def _has_selection(folder: Path) -> bool:

@@ -23,7 +23,12 @@ def response_logits(model, input_ids, attention_mask, response_len: int) -> torc
 
 def gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``log softmax(logits)[targets]``: ``[B, R, V]`` and ``[B, R]`` -> ``[B, R]``."""
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return pick(torch.log_softmax(logits, dim=-1), targets)
+
+
+def pick(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The ``[B, R]`` entries ``targets`` of full ``[B, R, V]`` log-probs."""
+    return logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def response_logprobs(model, input_ids, attention_mask, response_len: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.io import atomic_write_json, atomic_write_text
 from bench.launcher import Job, run_jobs
-from bench.reproduce import DEFAULT_LR, PAPER, effopd_diagnostics, git_commit, lr_tag, machine, opd_job
+from bench.reproduce import DEFAULT_LR, PAPER, effopd_diagnostics, git_commit, lr_tag, machine, run_job
 from bench.tables.table2 import RunRecord, build_table2, fmt_stat, load_runs
 from bench.tinyworld.build import build_world
 
@@ -29,7 +29,7 @@ def regime_job(runs_dir: Path, world: str, lr: float, method: str, seed: int, ta
     label = table2_label(method, lr) if world == "style" else None
     if label is not None and (table2_dir / label / f"seed{seed}" / "summary.json").exists():
         return Job(table2_dir / label / f"seed{seed}", [])
-    return opd_job(runs_dir / world / lr_tag(lr), method, method.lower(), seed, lr, world=world)
+    return run_job(runs_dir / world / lr_tag(lr), method, method.lower(), seed, lr, world=world)
 
 
 def load_as(job: Job, method: str) -> RunRecord:

@@ -56,7 +56,7 @@ def lr_tag(lr: float) -> str:
     return f"{lr:.0e}".replace("e-0", "e-")
 
 
-def opd_job(runs: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
+def run_job(runs: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
             selection: bool = False) -> Job:
     """One run's job; only runs that take part in LR selection score the selection prompts (evaluation
     never touches training randomness, so the runs are otherwise identical)."""
@@ -130,13 +130,13 @@ def reproduce_table2(args) -> dict:
     # The LR sweep is selected on the first `sweep_seeds` seeds of every arm (x1 included); only the winner
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
-    jobs = [opd_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
+    jobs = [run_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
     # EffOPD's sweep-seed runs also score the selection prompts: make reproduce-efficiency selects its LR.
-    jobs += [opd_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
+    jobs += [run_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
     sweep_labels = {mult: "OPD" if mult == 1 else f"OPD-lr{lr_tag(DEFAULT_LR * mult)}" for mult in LR_SWEEP}
     for mult, label in sweep_labels.items():
         if mult != 1:
-            jobs += [opd_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True) for s in sweep_seeds]
+            jobs += [run_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True) for s in sweep_seeds]
     # Interleave methods so that a partially finished sweep already holds comparable pairs.
     jobs.sort(key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir)))
     run_jobs(jobs, workers=args.workers)
@@ -150,7 +150,7 @@ def reproduce_table2(args) -> dict:
         sweep.append({"lr_multiplier": mult, "lr": DEFAULT_LR * mult, "label": label, "seeds": sweep_seeds,
                       "selection_score": mean_ci(scores)})
     best = max(sweep, key=lambda s: s["selection_score"]["mean"])
-    run_jobs([opd_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds) for s in seeds],
+    run_jobs([run_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds) for s in seeds],
              workers=args.workers)
     by_label = {label: runs_of(label, seeds) for label in ("OPD", "EffOPD", best["label"])}
     tuned_label = f"OPD, tuned LR (x{best['lr_multiplier']})"

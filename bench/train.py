@@ -29,9 +29,9 @@ from bench.data import PromptStream
 from bench.effopd import DirectionProbe, EffOPD, ValidationScore
 from bench.evaluation import evaluate
 from bench.io import atomic_write_text
-from bench.logprobs import gather_logprobs, response_logits, response_logprobs
+from bench.logprobs import pick, response_logits, response_logprobs
 from bench.rollout import SamplingParams, make_engine
-from bench.rollout.teacher_cache import load_teacher_trajectories
+from bench.rollout.teacher_cache import teacher_trajectories_for_run
 from bench.runlog import RunLogger
 from bench.tinyworld.task import score_response
 from bench.world import check_same_vocabulary, load_model, load_world
@@ -56,10 +56,10 @@ def score_phase(cfg, rollout, problems, teacher, reference, world) -> ScoredBatc
         full = get_policy_loss(a.policy_loss).needs_teacher_distribution
         logp_parts, dist_parts = [], []
         for mb in chunks:
-            logits = response_logits(teacher, ids[mb], mask[mb], R)
-            logp_parts.append(gather_logprobs(logits, rollout.response_ids[mb]))
+            dist = torch.log_softmax(response_logits(teacher, ids[mb], mask[mb], R), dim=-1)
+            logp_parts.append(pick(dist, rollout.response_ids[mb]))
             if full:
-                dist_parts.append(torch.log_softmax(logits, dim=-1))
+                dist_parts.append(dist)
         teacher_logp = torch.cat(logp_parts) * rollout.response_mask
         teacher_dist = torch.cat(dist_parts) if full else None
     if reference is not None:
@@ -130,12 +130,13 @@ def update_phase(cfg, student, optimizer, scored: ScoredBatch) -> dict:
         optimizer.zero_grad(set_to_none=True)
         for mb in chunks:
             sub = scored.select(mb)
-            logits = response_logits(student, ids[mb], mask[mb], R)
-            logp = gather_logprobs(logits, rollout.response_ids[mb])
+            dist = torch.log_softmax(response_logits(student, ids[mb], mask[mb], R), dim=-1)
+            logp = pick(dist, rollout.response_ids[mb])
             old = old_logp[mb] if old_logp is not None else logp.detach()
             adv = advantage_fn(sub, old, a) if batch_adv is None else batch_adv[mb]
             inputs = LossInputs(logp=logp, old_logp=old, advantages=adv, mask=sub.loss_mask, totals=totals,
-                                logits=logits if loss_fn.needs_logits else None, teacher_dist=sub.teacher_dist,
+                                student_dist=dist if loss_fn.needs_student_distribution else None,
+                                teacher_dist=sub.teacher_dist,
                                 ref_logp=sub.ref_logp)
             loss, loss_stats = loss_fn(inputs, a)
             loss.backward()
@@ -212,9 +213,7 @@ def train(cfg: DictConfig) -> dict:
                               logprobs=False)
     source = engine  # where training rollouts come from: the student itself, or cached teacher samples (SFT)
     if cfg.algorithm.rollout_source == "teacher":
-        source, _ = load_teacher_trajectories(
-            cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
-            world.tokenizer, [p.prompt for p in world.train], cfg.rollout.n, sampling, seed=tcfg.seed)
+        source = teacher_trajectories_for_run(cfg, world)
     optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
                                   weight_decay=tcfg.weight_decay)
     scheduler = make_scheduler(cfg, optimizer)

@@ -55,12 +55,11 @@ def token_divergence(student_log: torch.Tensor, teacher_log: torch.Tensor, kind:
     raise ValueError(f"unknown algorithm.gkd_divergence={kind!r}; available: {DIVERGENCES}")
 
 
-@register_policy_loss("gkd", needs_logits=True, needs_teacher_distribution=True)
+@register_policy_loss("gkd", needs_student_distribution=True, needs_teacher_distribution=True)
 def gkd_loss(inp: LossInputs, cfg):
-    if inp.logits is None or inp.teacher_dist is None:
-        raise ValueError("the gkd loss needs student logits and the teacher's distribution")
-    student_log = torch.log_softmax(inp.logits, dim=-1)  # fp32 already (bench.logprobs.response_logits)
-    div = token_divergence(student_log, inp.teacher_dist, cfg.gkd_divergence, cfg.gkd_beta, cfg.gkd_topk)
+    if inp.student_dist is None or inp.teacher_dist is None:
+        raise ValueError("the gkd loss needs the student's and the teacher's distributions")
+    div = token_divergence(inp.student_dist, inp.teacher_dist, cfg.gkd_divergence, cfg.gkd_beta, cfg.gkd_topk)
     loss = aggregate(div, inp.mask, cfg.loss_agg, inp.totals)
     with torch.no_grad():
         mean_div = ((div * inp.mask).sum() / inp.mask.sum().clamp(min=1)).item()

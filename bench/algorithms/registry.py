@@ -31,17 +31,18 @@ def register_advantage(name: str, *, needs_student_logp: bool = False):
     return deco
 
 
-def register_policy_loss(name: str, *, needs_logits: bool = False, needs_teacher_distribution: bool = False):
+def register_policy_loss(name: str, *, needs_student_distribution: bool = False,
+                         needs_teacher_distribution: bool = False):
     """Register ``fn(inputs: LossInputs, cfg: AlgorithmConfig) -> (loss, stats: dict[str, float])``.
 
-    ``needs_logits``: the loss reads the student's full-vocabulary logits over the response.
+    ``needs_student_distribution``: the loss reads the student's full-vocabulary log-probs over the response.
     ``needs_teacher_distribution``: the score phase stores the teacher's full-vocabulary log-probs.
     """
 
     def deco(fn):
         if name in POLICY_LOSSES:
             raise ValueError(f"policy loss {name!r} registered twice")
-        fn.needs_logits = needs_logits
+        fn.needs_student_distribution = needs_student_distribution
         fn.needs_teacher_distribution = needs_teacher_distribution
         POLICY_LOSSES[name] = fn
         return fn

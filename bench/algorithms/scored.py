@@ -69,6 +69,6 @@ class LossInputs:
     advantages: torch.Tensor  # [b, R]
     mask: torch.Tensor  # [b, R] loss mask
     totals: LossTotals
-    logits: torch.Tensor | None = None  # [b, R, V] student logits (losses registered with needs_logits)
+    student_dist: torch.Tensor | None = None  # [b, R, V] student log-probs, with grad (needs_student_distribution)
     teacher_dist: torch.Tensor | None = None  # [b, R, V] teacher log-probs (needs_teacher_distribution)
     ref_logp: torch.Tensor | None = None  # [b, R] reference log-probs (algorithm.kl_coef > 0)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from bench.config import compose_config
 from bench.perf.pairs import Pair, our_overrides
-from bench.rollout import SamplingParams
-from bench.rollout.teacher_cache import TeacherTrajectories, load_teacher_trajectories
-from bench.world import load_model, load_world
+from bench.rollout.teacher_cache import TeacherTrajectories, teacher_trajectories_for_run
+from bench.world import load_world
 
 
 def pair_config(pair: Pair, steps: int, threads: int, out_dir, extra: list[str] = ()):
@@ -15,13 +14,8 @@ def pair_config(pair: Pair, steps: int, threads: int, out_dir, extra: list[str] 
 
 
 def teacher_samples(cfg, world) -> TeacherTrajectories:
-    """The teacher samples our SFT trains on (the same cache key as ``bench.train``)."""
-    r = cfg.rollout
-    source, _ = load_teacher_trajectories(
-        cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
-        world.tokenizer, [p.prompt for p in world.train], r.n, SamplingParams(r.temperature, r.top_p, r.max_new_tokens),
-        seed=cfg.trainer.seed)
-    return source
+    """The teacher samples our SFT trains on (the same cache entry as ``bench.train``)."""
+    return teacher_trajectories_for_run(cfg, world)
 
 
 def prepare(pair: Pair, steps: int, threads: int, out_dir, extra: list[str] = ()) -> None:

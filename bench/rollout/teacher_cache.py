@@ -81,6 +81,18 @@ def generate_samples(teacher, tokenizer, prompts: list[str], n: int, params: Sam
     return out
 
 
+def teacher_trajectories_for_run(cfg, world) -> TeacherTrajectories:
+    """The teacher samples a run with config ``cfg`` trains on (SFT): its rollout settings and seed."""
+    from bench.world import load_model  # bench.world imports the rollout package: import late
+
+    r = cfg.rollout
+    source, _ = load_teacher_trajectories(
+        cfg.world.cache_dir, world.teacher_path, lambda: load_model(world.teacher_path, trainable=False),
+        world.tokenizer, [p.prompt for p in world.train], r.n,
+        SamplingParams(r.temperature, r.top_p, r.max_new_tokens, logprobs=False), seed=cfg.trainer.seed)
+    return source
+
+
 def load_teacher_trajectories(cache_dir: str | Path, teacher_path: str | Path, load_teacher, tokenizer,
                               prompts: list[str], n: int, params: SamplingParams,
                               seed: int = 0) -> tuple[TeacherTrajectories, Path]:

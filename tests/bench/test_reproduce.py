@@ -8,7 +8,7 @@ import pytest
 
 from bench.launcher import Job
 from bench.regimes import regime_job, table2_label
-from bench.reproduce import DEFAULT_LR, opd_job, selection_score, target_sensitivity
+from bench.reproduce import DEFAULT_LR, run_job, selection_score, target_sensitivity
 from bench.tables.table2 import load_runs
 from tests.bench.test_table2 import CURVES, write_run
 
@@ -45,5 +45,5 @@ def test_regimes_reuse_identical_table2_runs(tmp_path):
 
 
 def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
-    assert "data.selection_prompts=0" not in opd_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
-    assert "data.selection_prompts=0" in opd_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides
+    assert "data.selection_prompts=0" not in run_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
+    assert "data.selection_prompts=0" in run_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides

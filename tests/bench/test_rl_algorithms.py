@@ -157,7 +157,7 @@ def test_gkd_loss_zero_when_student_is_teacher_and_gradient_flows(kind):
     cfg = AlgorithmConfig(policy_loss="gkd", gkd_divergence=kind, gkd_topk=7)
     same = torch.log_softmax(logits.detach(), -1)
     inp = LossInputs(logp=torch.zeros(2, 3), old_logp=torch.zeros(2, 3), advantages=torch.zeros(2, 3), mask=mask,
-                     totals=LossTotals(5, 2, 3), logits=logits, teacher_dist=same)
+                     totals=LossTotals(5, 2, 3), student_dist=torch.log_softmax(logits, -1), teacher_dist=same)
     loss, _ = get_policy_loss("gkd")(inp, cfg)
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
     inp.teacher_dist = torch.log_softmax(torch.randn(2, 3, 7, generator=GEN, dtype=torch.float64), -1)
