@@ -18,7 +18,7 @@ import torch
 
 from bench.io import atomic_write_json, file_lock
 from bench.rollout.base import RolloutBatch, SamplingParams
-from bench.rollout.hf import HFRolloutEngine
+from bench.rollout.hf import HFRolloutEngine, finish_batch
 
 GEN_BATCH = 256  # prompts per teacher generate call
 
@@ -39,21 +39,13 @@ class TeacherTrajectories:
         if missing:
             raise KeyError(f"no cached teacher samples (n={n}) for prompts {missing[:3]}...; the cache was "
                            "built for another prompt pool or n: delete it or rebuild with this config")
-        rows = [(i, s) for i, p in enumerate(prompts) for s in self.samples[p][:n]]
-        enc = tok([prompts[i] for i, _ in rows], return_tensors="pt", padding=True, add_special_tokens=False)
-        width = max(len(s["ids"]) for _, s in rows)
-        response = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), width)
-        for r, (_, s) in enumerate(rows):
-            response[r, : len(s["ids"])] = torch.tensor(s["ids"], dtype=torch.long)
-            mask[r, : len(s["ids"])] = 1.0
-        texts = tok.batch_decode(response.masked_fill(response == tok.eos_token_id, tok.pad_token_id),
-                                 skip_special_tokens=True)
-        return RolloutBatch(
-            prompt_ids=enc["input_ids"], prompt_mask=enc["attention_mask"], response_ids=response,
-            response_mask=mask, logprobs=None, truncated=torch.tensor([s["truncated"] for _, s in rows]),
-            texts=texts, prompt_index=torch.tensor([i for i, _ in rows]),
-        )
+        rows = [s["ids"] for p in prompts for s in self.samples[p][:n]]
+        enc = tok([p for p in prompts for _ in range(n)], return_tensors="pt", padding=True, add_special_tokens=False)
+        response = torch.full((len(rows), max(map(len, rows))), tok.pad_token_id, dtype=torch.long)
+        for r, ids in enumerate(rows):
+            response[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        # The same masking, truncation flags and texts as a live engine's rollout of these tokens.
+        return finish_batch(tok, enc, response, None, params, len(prompts), n)
 
 
 def cache_key(teacher_path: str, prompts: list[str], n: int, params: SamplingParams, seed: int) -> str:
