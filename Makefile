@@ -11,8 +11,15 @@ WORKERS ?= 2
 # recipe deletes every .installed-* file, this one included, so a pyproject change reinstalls both.
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 BENCH_ARGS ?=
+# The code graders' extra: evalplus without its provider SDKs (pip cannot say --no-deps in an extra, so the
+# `code` extra lists what grading needs and evalplus itself goes in with --no-deps). Its own stamp, too.
+EVALPLUS_SPEC ?= evalplus==0.3.1
+CODE_STAMP := $(VENV)/.installed-code-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# reproduce-table2 goes on to the efficiency table (OPD vs EffOPD vs GRPO/DAPO/SFT, issue 3) after writing
+# results/table2.*; EFFICIENCY=0 stops after table 2 (the ~25-minute part).
+EFFICIENCY ?= 1
 
-.PHONY: help install test reproduce-table2 reproduce-regimes reproduce-efficiency build-world bench clean-runs
+.PHONY: help install install-code code-ceiling test reproduce-table2 reproduce-regimes reproduce-efficiency build-world bench clean-runs
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -26,15 +33,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create/refresh the virtualenv (.venv) with the project and its test deps
 
-test: $(STAMP)  ## run the test suite (CPU only, < 10 min on 2 cores)
+$(CODE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[code]"
+	$(PY) -m pip install -q --no-deps "$(EVALPLUS_SPEC)"
+	rm -f $(VENV)/.installed-code-* && touch $(CODE_STAMP)
+
+install-code: $(CODE_STAMP)  ## the code graders' deps (evalplus --no-deps + the `code` extra)
+
+code-ceiling: $(CODE_STAMP)  ## evalplus's canonical HumanEval+/MBPP+ solutions under our sandbox -> results/code_ceiling.json
+	$(PY) -m evals.graders.code.ceiling --dataset humaneval mbpp --parallel $(WORKERS)
+
+test: $(STAMP) $(CODE_STAMP)  ## run the test suite (CPU only, < 10 min on 2 cores)
 	$(PY) -m pytest -q
 
 build-world: $(STAMP)  ## build and cache the tiny worlds' models (also done on demand)
 	$(PY) -m bench.tinyworld build world=style
 	$(PY) -m bench.tinyworld build world=scratch
 
-reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*
+reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*, then results/efficiency.* (EFFICIENCY=0 skips)
 	$(PY) -m bench.reproduce table2 --workers $(WORKERS)
+ifeq ($(EFFICIENCY),1)
+	@echo "results/table2.* written. Next: the efficiency table (reuses table 2's runs; interrupting is safe, a rerun resumes)."
+	$(PY) -m bench.reproduce efficiency --workers $(WORKERS)
+endif
 
 reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.*
 	$(PY) -m bench.reproduce regimes --workers $(WORKERS)
@@ -46,7 +67,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	rm -f $(VENV)/.installed-bench-* && touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
+bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
+	$(PY) -m evals.graders.bench_math --out results/perf/math_grader.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.perf.trl_compare $(BENCH_ARGS)
 
 clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/

@@ -23,7 +23,8 @@ class HFRolloutEngine:
     def generate(self, prompts: list[str], n: int, params: SamplingParams) -> RolloutBatch:
         tok = self.tokenizer
         rows = [p for p in prompts for _ in range(n)]
-        enc = tok(rows, return_tensors="pt", padding=True, add_special_tokens=False)
+        # On the model's device, so that the same engine serves GPU evals; a no-op on CPU.
+        enc = tok(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         greedy = params.temperature <= 0
         was_training = self.model.training
         self.model.eval()

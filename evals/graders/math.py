@@ -1,20 +1,71 @@
-"""Maths answer grading: the last ``\\boxed{...}`` of a response against a gold answer.
+"""Maths answer grading: the last ``\\boxed{...}`` of a response against a gold answer, with a per-sample status.
 
 Two modes:
 - ``strict``: the boxed content must be a plain number (optionally signed / decimal) equal to the gold.
   math-verify *evaluates* expressions (``\\boxed{28+0}`` is "correct" for 28), which is a reward-hacking
   route on arithmetic tasks, so the tiny world grades strictly.
 - ``math_verify``: ``math_verify.verify(parse(gold), parse(pred))`` with the gold wrapped in ``\\boxed{}``
-  and passed first, as the paper's upstream evaluation does.
+  and passed first, as the paper's upstream evaluation does. Only the short extracted answer is parsed,
+  never the whole response (parsing a 2 KB response is ~10x slower and can pick up stray formulas).
+
+``grade_math`` returns a :class:`MathGrade` whose ``status`` is one of :data:`STATUSES`:
+
+- ``gold_unparseable``: the gold itself is defective (see :func:`check_gold`); score 0 whatever the model
+  said, so reports can flag and exclude the problem instead of silently scoring it. Checked first.
+- ``truncated``: generation hit the token limit. Score 0 *even when a box is present*: the answer was not
+  finished (a box written mid-derivation is not a final answer), but ``extracted`` keeps it for analysis.
+- ``no_answer``: no (or an empty) final box.
+- ``correct`` / ``wrong``.
+- ``grader_timeout``: math-verify's own SIGALRM timeout fired, or (in :mod:`evals.graders.pool`) the parent
+  killed the worker at its deadline. ``grader_error``: the pool's worker crashed or raised.
+
+Normalisation applied to gold and prediction in ``math_verify`` mode, because math-verify 0.9.0 gets these
+wrong natively (checked by hand and pinned in the tests):
+
+- scientific e-notation: ``4.5e33`` parses as ``4.5*E*33`` (Euler's e!), so it never matches
+  ``4.5 \\times 10^{33}``. We rewrite ``<mantissa>e<exp>`` to ``<mantissa>\\times 10^{<exp>}``.
+- trailing percent: ``\\boxed{50\\%}`` does not parse at all (only a string fallback), so ``50\\%`` vs ``50``
+  would be wrong. We drop a trailing ``\\%`` / ``%``, which is math-verify's own intent (it compares ``9%``
+  equal to ``9``); ``50\\%`` vs ``0.5`` is therefore *wrong*.
+- trailing-dot decimals (Minerva's ``-1./3``): unparseable as is; we drop the dot.
+
+Shortcuts, because math-verify's LaTeX parser (ANTLR) costs ~5-10 ms per answer and ~50 ms per interval or
+tuple; each gives exactly math-verify's verdict (pinned against it in the tests), only faster:
+
+- both sides integers / integer fractions (``28``, ``\\frac{3}{7}``, ``3/7``): exact rational equality, which
+  is what math-verify does for two sympy Rationals; likewise two intervals with rational ends and lo < hi.
+- the same :func:`canonical_answer` on both sides: equal (math-verify agrees on each of the ~1,600 parseable
+  golds of the eight maths datasets in shared/data, against its canonical form).
+- a gold that is a plain number or such an interval is known to parse, so :func:`check_gold` skips parsing it.
+
+Parsed answers and verdicts are cached per process (``lru_cache``): the k samples of a problem share a gold
+and often an answer.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 _BOX_OPENERS = ("\\boxed{", "\\fbox{")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+
+CORRECT, WRONG, NO_ANSWER, TRUNCATED = "correct", "wrong", "no_answer", "truncated"
+GRADER_TIMEOUT, GRADER_ERROR, GOLD_UNPARSEABLE = "grader_timeout", "grader_error", "gold_unparseable"
+STATUSES = (CORRECT, WRONG, NO_ANSWER, TRUNCATED, GRADER_TIMEOUT, GRADER_ERROR, GOLD_UNPARSEABLE)
+
+
+@dataclass(frozen=True)
+class MathGrade:
+    """One graded sample. ``score`` is 1.0 only for ``correct``; ``extracted`` is the last box (or None)."""
+
+    status: str
+    score: float
+    extracted: str | None
+    detail: str = ""
 
 
 def extract_last_boxed(text: str) -> str | None:
@@ -49,24 +100,226 @@ def grade_strict(pred: str | None, gold: str) -> bool:
     return p is not None and g is not None and p == g
 
 
+# ----------------------------------------------------------------------------------------------------------
+# normalisation and gold checks
+# ----------------------------------------------------------------------------------------------------------
+_SCI = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?![\w.])")
+_TRAILING_PCT = re.compile(r"(?:\\[,;! ]|\s)*\\?%\s*$")
+_TRAILING_DOT = re.compile(r"(?<=\d)\.(?=\s*(?:[/,)\]}]|$))")
+# A LaTeX command that takes a brace/bracket argument, written without its backslash: ``sqrt{7}`` is read by
+# math-verify as the product s*q*r*t*7, silently giving a wrong gold value (HMMT25-Nov problem 20).
+_BARE_COMMAND = re.compile(r"(?<![\\A-Za-z])(d?frac|tfrac|sqrt|binom|text|textbf|mathrm|mathbf|boxed)\s*[{\[]")
+_RATIONAL = re.compile(r"^([+-]?)(?:(\d+)|\\[dt]?frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
+_SIMPLE_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(\\times 10\^\{[+-]?\d+\})?$")
+_PAIR = re.compile(r"^([\[(])([^,\[\]()]+),([^,\[\]()]+)([\])])$")
+
+
+def normalize_latex(s: str) -> str:
+    """Rewrite the notations math-verify 0.9.0 mis-parses (see the module docstring); idempotent."""
+    s = s.strip()
+    if len(s) > 1 and s[0] == s[-1] == "$" and "$" not in s[1:-1]:
+        s = s[1:-1].strip()  # OlympiadBench-style ``$...$`` golds
+    s = _TRAILING_DOT.sub("", _TRAILING_PCT.sub("", s))
+    return _SCI.sub(lambda m: f"{m.group(1)}\\times 10^{{{m.group(2)}}}", s)
+
+
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
+# Not braces: math-verify reads \text {red} and \text{red} differently (found on a Minerva gold), and the
+# shortcut below must never change a result.
+_SPACE_AROUND = re.compile(r"\s*([,()\[\]=+\-])\s*")
+
+
+def canonical_answer(s: str) -> str:
+    """A whitespace/markup-insensitive form of an answer, for exact-match shortcuts and majority voting.
+
+    Only rewrites that change neither the maths nor math-verify's reading of it: ``\\left``/``\\right``,
+    ``\\dfrac``/``\\tfrac`` vs ``\\frac``, spaces next to brackets, commas, ``=`` and signs (not between letters,
+    where ``\\pi r`` needs its space), plus :func:`normalize_latex`.
+    """
+    s = normalize_latex(s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return _SPACE_AROUND.sub(r"\1", _LEFT_RIGHT.sub("", s)).strip()
+
+
+def _braces_balanced(s: str) -> bool:
+    depth = 0
+    for ch in s.replace("\\{", "").replace("\\}", ""):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _structural_defect(gold: str) -> str | None:
+    if not gold.strip():
+        return "empty gold"
+    if not _braces_balanced(gold):
+        return "unbalanced braces"
+    m = _BARE_COMMAND.search(gold)
+    if m:
+        return f"LaTeX command without backslash: {m.group(0)!r} (math-verify reads it as a product of letters)"
+    return None
+
+
+def _mv_timeout(mv_timeout: int | None) -> int | None:
+    # math-verify's timeouts use SIGALRM, which only works in the main thread; elsewhere run without them
+    # (the caller, e.g. GraderPool, must bound the time itself).
+    if mv_timeout and threading.current_thread() is not threading.main_thread():
+        return None
+    return mv_timeout or None
+
+
+@lru_cache(maxsize=16384)
+def _parse(latex: str, timeout: int | None) -> tuple:
+    """math-verify parse of ``\\boxed{latex}``; raises TimeoutException (uncached) when it times out."""
+    from math_verify import parse
+
+    return tuple(parse(f"\\boxed{{{latex}}}", parsing_timeout=timeout, raise_on_error=True))
+
+
+def _has_expr(parsed: tuple) -> bool:
+    return any(not isinstance(x, str) for x in parsed)  # parse() appends the raw string as a fallback
+
+
+@lru_cache(maxsize=4096)
+def _gold_defect(gold: str, mode: str, timeout: int | None) -> str | None:
+    if mode == "strict":
+        return None if _as_number(gold) is not None else "not a plain number (strict mode)"
+    defect = _structural_defect(gold)
+    if defect:
+        return defect
+    canonical = canonical_answer(gold)
+    if _SIMPLE_NUMBER.match(canonical) or _exact_value(canonical) is not None:
+        return None  # numbers, fractions and simple intervals always parse; skip the slow LaTeX parser
+    if not _has_expr(_parse(normalize_latex(gold), timeout)):
+        return "math-verify cannot parse it"
+    return None
+
+
+def check_gold(gold: str, mode: str = "math_verify", mv_timeout: int | None = 5) -> str | None:
+    """Why ``gold`` cannot be graded reliably (a benchmark defect), or None when it is fine.
+
+    Flags unbalanced braces, LaTeX commands missing their backslash (``\\frac{sqrt{7} + 1}{2}``) and golds
+    math-verify cannot parse into an expression (Python code such as ``np.arcsin(10/13)``). Meant for dataset
+    loaders to flag defects up front; ``grade_math`` applies the same check to every sample.
+    """
+    from math_verify.errors import TimeoutException
+
+    try:
+        return _gold_defect(str(gold), mode, _mv_timeout(mv_timeout))
+    except TimeoutException:
+        return "math-verify timed out parsing it"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# comparison
+# ----------------------------------------------------------------------------------------------------------
+def _as_rational(s: str) -> Fraction | None:
+    m = _RATIONAL.match(s.strip())
+    if not m or m.group(4) == "0" or m.group(6) == "0":
+        return None
+    sign, integer, fn, fd, sn, sd = m.groups()
+    value = Fraction(int(integer)) if integer is not None else Fraction(int(fn or sn), int(fd or sd))
+    return -value if sign == "-" else value
+
+
+def _exact_value(canonical: str) -> Fraction | tuple | None:
+    """A value to compare exactly, for the forms where that is what math-verify does; else None.
+
+    A Fraction for integers and integer fractions; ``(bracket, lo, hi, bracket)`` for an interval with rational
+    ends and lo < hi (math-verify reads ``(2,1)``, ``[2,1]`` and ``(1,1)`` as tuples and ``[1,1)`` as the empty
+    set, so those go to math-verify).
+    """
+    m = _PAIR.match(canonical)
+    if m:
+        lo, hi = _as_rational(m.group(2)), _as_rational(m.group(3))
+        return (m.group(1), lo, hi, m.group(4)) if lo is not None and hi is not None and lo < hi else None
+    return _as_rational(canonical)
+
+
+@lru_cache(maxsize=65536)
+def _mv_equal(gold: str, pred: str, timeout: int | None) -> tuple[bool, str]:
+    """(equal, detail) for normalised gold/pred; raises TimeoutException when math-verify times out."""
+    cg, cp = canonical_answer(gold), canonical_answer(pred)
+    g_x, p_x = _exact_value(cg), _exact_value(cp)
+    if g_x is not None and p_x is not None and type(g_x) is type(p_x):
+        return g_x == p_x, "exact comparison"
+    if cg == cp:
+        # Same maths, same text: math-verify would parse both to the same object and say equal (checked on
+        # every parseable gold of the suite's datasets), so skip its slow LaTeX parser (~60 ms for an interval).
+        return True, "same canonical string"
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
+    g, p = _parse(gold, timeout), _parse(pred, timeout)
+    detail = "" if _has_expr(p) else "prediction not parseable; string comparison only"
+    # verify() over the gold x pred lists, pair by pair, so that one pair's timeout is reported as a timeout
+    # (verify(raise_on_error=False) would turn it into a silent False) without losing the other pairs.
+    timed_out = False
+    for gi in g:
+        for pi in p:
+            try:
+                if verify(gi, pi, timeout_seconds=timeout, raise_on_error=True):
+                    return True, detail
+            except TimeoutException:
+                timed_out = True
+            except Exception:  # noqa: BLE001 - math-verify's own default: a failing comparison is "not equal"
+                pass
+    if timed_out:
+        raise TimeoutException("math-verify comparison timed out")
+    return False, detail
+
+
 def grade_math_verify(pred: str | None, gold: str) -> bool:
     """math-verify equivalence, gold first; the gold is wrapped in ``\\boxed{}`` before parsing."""
-    if pred is None:
+    if pred is None or not pred.strip():
         return False
-    from math_verify import parse, verify
+    from math_verify.errors import TimeoutException
 
-    gold_parsed = parse(f"\\boxed{{{gold}}}")
-    pred_parsed = parse(f"\\boxed{{{pred}}}")
-    if not gold_parsed or not pred_parsed:
+    try:
+        return _mv_equal(normalize_latex(str(gold)), normalize_latex(pred), _mv_timeout(5))[0]
+    except TimeoutException:
         return False
-    return bool(verify(gold_parsed, pred_parsed))
 
 
+# Boolean graders of an extracted answer, by mode (kept for callers that only want correct / not correct).
 GRADERS = {"strict": grade_strict, "math_verify": grade_math_verify}
 
 
-def grade_response(response: str, gold: str, mode: str = "strict") -> bool:
-    """Grade a full response: extract its last box, then compare with ``mode``."""
+def grade_math(
+    response: str, gold: str, mode: str = "math_verify", truncated: bool = False, *, mv_timeout: int | None = 5
+) -> MathGrade:
+    """Grade one full response against ``gold``; see the module docstring for the statuses and their order.
+
+    ``truncated``: the caller says generation hit the token limit. ``mv_timeout``: math-verify's own per-call
+    SIGALRM timeout in whole seconds (None: off); ignored outside the main thread, where signals don't work.
+    """
     if mode not in GRADERS:
         raise ValueError(f"unknown grading mode {mode!r}; choose one of {sorted(GRADERS)}")
-    return GRADERS[mode](extract_last_boxed(response), gold)
+    from math_verify.errors import TimeoutException
+
+    gold, timeout = str(gold), _mv_timeout(mv_timeout)
+    extracted = extract_last_boxed(response)
+    try:
+        defect = _gold_defect(gold, mode, timeout)
+    except TimeoutException:
+        return MathGrade(GRADER_TIMEOUT, 0.0, extracted, "math-verify timed out parsing the gold")
+    if defect:
+        return MathGrade(GOLD_UNPARSEABLE, 0.0, extracted, defect)
+    if truncated:
+        what = "boxed answer kept but not graded" if extracted is not None else "no final box"
+        return MathGrade(TRUNCATED, 0.0, extracted, f"hit the token limit; {what}")
+    if extracted is None or not extracted.strip():
+        return MathGrade(NO_ANSWER, 0.0, extracted, "no final box" if extracted is None else "empty box")
+    if mode == "strict":
+        ok, detail = grade_strict(extracted, gold), ""
+    else:
+        try:
+            ok, detail = _mv_equal(normalize_latex(gold), normalize_latex(extracted), timeout)
+        except TimeoutException:
+            return MathGrade(GRADER_TIMEOUT, 0.0, extracted, "math-verify timed out comparing")
+    return MathGrade(CORRECT if ok else WRONG, float(ok), extracted, detail)
+
+
+def grade_response(response: str, gold: str, mode: str = "strict") -> bool:
+    """Thin wrapper of :func:`grade_math`: True iff the response's last box is graded ``correct``."""
+    return grade_math(response, gold, mode).status == CORRECT

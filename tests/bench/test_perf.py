@@ -160,3 +160,13 @@ def test_smoke_one_step_of_one_pair(request, tmp_path):
     assert report["pairs"]["opd"]["steps_per_s"]["ratio_ours_over_trl"]["median"] > 0
     assert json.loads((tmp_path / "trl_vs_ours.json").read_text())["machine"]["trl_version"]
     assert "| opd | DistillationTrainer |" in (tmp_path / "trl_vs_ours.md").read_text()
+
+
+def test_free_generation_ceiling():
+    from bench.perf.report import free_generation_ceiling
+
+    s = {"seconds_per_step_split": {"ours": {"generate": 0.3, "score": 0.1, "update": 0.2}},
+         "steps_per_s": {"trl_median": 1.0}}
+    assert free_generation_ceiling(s) == pytest.approx(1.0 / 0.3)  # TRL 1.0 s/step over our 0.3 s without rollouts
+    s["steps_per_s"]["trl_median"] = None
+    assert free_generation_ceiling(s) is None

@@ -1,0 +1,134 @@
+"""The eval runner end to end on a tiny-world checkpoint: records, summary, resume, trainer agreement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.config import compose_eval_config
+from evals.run import run_eval
+
+
+@pytest.fixture
+def student_path(micro_cache):
+    from bench.config import compose_config
+    from bench.tinyworld.build import model_key
+    from tests.conftest import MICRO_WORLD
+
+    world = compose_config(["world=style", *MICRO_WORLD, f"world.cache_dir={micro_cache}"]).world
+    return Path(micro_cache) / model_key(world, "student")
+
+
+def eval_cfg(model: Path, out: Path, *extra: str):
+    return compose_eval_config([f"model={model}", "benchmark=tinyworld", "tiny_n=6", "n=3", "temperature=1.0",
+                                "max_new_tokens=40", "engine=qwen3_fast", "batch_prompts=2", "criterion=answer",
+                                "progress_bar=false", f"output_dir={out}", *extra])
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tiny_world_eval_writes_records_and_summary(student_path, tmp_path):
+    summary = run_eval(eval_cfg(student_path, tmp_path / "ev"))
+    rows = read(tmp_path / "ev" / "samples.jsonl")
+    assert len(rows) == 18 and {r["sample_index"] for r in rows} == {0, 1, 2}
+    keys = {"problem_id", "sample_index", "prompt", "response", "extracted", "status", "score", "prompt_tokens",
+            "response_tokens", "finish_reason"}
+    assert keys <= set(rows[0])
+    assert all(r["status"] in {"correct", "wrong", "no_answer", "truncated"} for r in rows)
+    assert all((r["status"] == "correct") == (r["score"] == 1.0) for r in rows)
+    m = summary["metrics"]
+    assert m["avg@3"] == pytest.approx(sum(r["score"] for r in rows) / 18)
+    assert m["pass@3"] >= m["avg@3"]
+    proto = summary["protocol"]
+    assert proto["benchmark"] == "tinyworld" and proto["sampling"]["n"] == 3 and proto["model_fingerprint"]
+    assert proto["grader"] == {"name": "tinyworld", "kind": "tiny", "criterion": "answer"}
+    assert proto["prompt_template"] == "raw" and proto["chat_template"] is False
+    on_disk = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert on_disk["metrics"] == m
+
+
+def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path):
+    run_eval(eval_cfg(student_path, tmp_path / "full"))
+    full = read(tmp_path / "full" / "samples.jsonl")
+    # Interrupt after the first chunk (2 problems x 3 samples), then rerun: only the rest is generated.
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[:6]))
+    run_eval(eval_cfg(student_path, part))
+    resumed = read(part / "samples.jsonl")
+    key = lambda r: (r["problem_id"], r["sample_index"])  # noqa: E731
+    assert sorted(map(key, resumed)) == sorted(map(key, full))
+    assert {key(r): r["response"] for r in resumed} == {key(r): r["response"] for r in full}
+
+
+def test_greedy_eval_agrees_with_the_trainers_periodic_eval(student_path, tmp_path):
+    """Same model, problems and criterion: the runner's greedy responses are the trainer's eval generations."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from bench.rollout import SamplingParams, make_engine
+    from bench.tinyworld.task import sample_problems
+    from bench.world import load_model
+
+    run_eval(eval_cfg(student_path, tmp_path / "g", "n=1", "temperature=0", "criterion=answer_in_style"))
+    rows = read(tmp_path / "g" / "samples.jsonl")
+    tok = AutoTokenizer.from_pretrained(student_path)
+    engine = make_engine("qwen3_fast", load_model(student_path, trainable=False), tok)
+    problems = sample_problems("test", 6, seed=0, digits=3)
+    with torch.no_grad():
+        batch = engine.generate([p.prompt for p in problems], 1, SamplingParams(0.0, 1.0, 40, logprobs=False))
+    assert [r["response"] for r in rows] == batch.texts
+
+
+@pytest.mark.parametrize("response,truncated,criterion,status", [
+    ("target", False, "answer_in_style", "correct"),
+    ("base", False, "answer", "correct"),
+    ("base", False, "answer_in_style", "wrong"),  # right sum, old style
+    ("7+5=12", False, "answer", "no_answer"),
+    ("7+5=12", True, "answer", "truncated"),
+    ("wrong_sum", False, "answer", "wrong"),
+])
+def test_tiny_world_statuses_follow_the_trainers_criterion(response, truncated, criterion, status):
+    from bench.tinyworld.task import Style, make_problem, render_solution, score_response
+    from evals.datasets import Example
+    from evals.grading import grade_tiny
+
+    p = make_problem(357, 475)
+    text = {"target": render_solution(357, 475, Style.target()), "base": render_solution(357, 475, Style.base()),
+            "wrong_sum": "\\boxed{833}"}.get(response, response)
+    g = grade_tiny(Example(p.uid, p.prompt, p.answer, {"a": p.a, "b": p.b}), text, truncated, criterion)
+    assert g.status == status and g.score == score_response(p, text, criterion)
+
+
+def test_maths_benchmark_through_the_grader_pool(student_path, tmp_path):
+    """A tiny-world model on AIME: nothing is right, but every sample is generated, graded and counted."""
+    from evals.datasets.loader import DEFAULT_DATA_DIR
+
+    if not (DEFAULT_DATA_DIR / "math" / "aime24.jsonl").exists():
+        pytest.skip(f"shared benchmark data not present at {DEFAULT_DATA_DIR}")
+    cfg = compose_eval_config([f"model={student_path}", "benchmark=aime24", "limit=2", "n=2", "max_new_tokens=8",
+                               "engine=qwen3_fast", "progress_bar=false", f"output_dir={tmp_path / 'a'}",
+                               f"data_dir={DEFAULT_DATA_DIR}", "grader_workers=1"])
+    summary = run_eval(cfg)
+    rows = read(tmp_path / "a" / "samples.jsonl")
+    assert len(rows) == 4 and all(r["score"] == 0.0 for r in rows)
+    assert sum(summary["metrics"]["status_counts"].values()) == 4
+    assert summary["protocol"]["dataset_sha256"] and summary["protocol"]["grader"]["name"] == "math_verify"
+
+
+@pytest.mark.parametrize("override,match", [("n=0", "n=0"), ("k=5", "k=5"), ("limit=-1", "limit=-1"),
+                                            ("benchmark=aime99", "unknown benchmark 'aime99'")])
+def test_bad_config_is_a_clear_error(student_path, tmp_path, override, match):
+    with pytest.raises(ValueError, match=match):
+        run_eval(eval_cfg(student_path, tmp_path / "bad", override))
+
+
+def test_unknown_key_fails_loudly():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose_eval_config(["model=x", "temprature=1.0"])

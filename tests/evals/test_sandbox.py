@@ -1,0 +1,192 @@
+"""Containment tests for evals.graders.code.sandbox: each one really attempts the attack, then checks the parent.
+
+Run in both isolations where the machine has them: ``namespaces`` (real containment) and the ``rlimits`` fallback
+(rlimits + best-effort audit-hook guards). Where a fallback cannot contain something, the test says so (xfail).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from evals.graders.code import sandbox
+from evals.graders.code.sandbox import Limits, classify, run_python
+
+if not sys.platform.startswith("linux"):
+    pytest.skip("the sandbox needs Linux (rlimits, namespaces, /proc)", allow_module_level=True)
+
+CAPS = sandbox.capabilities()
+MODES = [pytest.param("namespaces", marks=pytest.mark.skipif(not CAPS["namespaces"], reason=CAPS["reason"] or "-")),
+         "rlimits"]
+FAST = Limits(cpu_seconds=2, wall_seconds=3, memory_bytes=512 << 20, max_processes=16)
+
+
+def _uid_processes(uid: int | None) -> list[int]:
+    if uid is None:
+        return []
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and d.stat().st_uid == uid:
+                pids.append(int(d.name))
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture
+def outside_dirs(tmp_path):
+    """World-writable directories the program must not touch: one under /tmp (pytest's), one outside /tmp
+    (under the repo's ignored .cache/), each with a world-writable sentinel file."""
+    dirs = [tmp_path / "victim", Path(sandbox.REPO_ROOT) / ".cache" / f"sandbox-victim-{uuid.uuid4().hex[:8]}"]
+    for d in dirs:
+        d.mkdir(parents=True)
+        (d / "sentinel").write_text("keep")
+        os.chmod(d, 0o777)
+        os.chmod(d / "sentinel", 0o666)
+    yield dirs
+    shutil.rmtree(dirs[1], ignore_errors=True)
+
+
+def test_capabilities_report():
+    assert CAPS["isolation"] in ("namespaces", "rlimits")
+    if CAPS["namespaces"]:
+        assert CAPS["setup"]["readonly_fs"] and CAPS["setup"]["pid_ns"] and "/tmp" in CAPS["setup"]["private_tmp"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_runs_clean_program_with_clean_env_and_private_cwd(mode, monkeypatch):
+    monkeypatch.setenv("EFFOPD_TEST_SECRET", "s3cr3t-value-42")
+    src = ("import os, sys\nprint(input()[::-1])\nopen('scratch.txt', 'w').write('mine')\n"
+           "print(open('scratch.txt').read(), os.getcwd())\nprint(dict(os.environ))\n")
+    r = run_python(src, stdin="olleh\n", limits=FAST, isolation=mode)
+    assert classify(r, FAST) == "ok", r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "hello" and lines[1].startswith("mine ")
+    assert "s3cr3t-value-42" not in r.stdout and "EFFOPD_TEST_SECRET" not in r.stdout
+    workdir = lines[1].split(" ", 1)[1]
+    assert workdir != os.getcwd() and not Path(workdir).exists()  # private, and gone (namespaces: a private tmpfs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_infinite_loop_times_out(mode):
+    start = time.monotonic()
+    r = run_python("while True:\n    pass\n", limits=FAST, isolation=mode)
+    assert classify(r, FAST) == "timeout"
+    assert time.monotonic() - start < FAST.wall_seconds + 2.0  # killed by CPU limit or the wall clock, with slack
+    assert not _group_alive(r.pgid)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_bomb_is_contained(mode):
+    bomb = ("import os\nwhile True:\n    try:\n        if os.fork() == 0:\n            os.setsid()\n"  # escape the pgrp
+            "    except OSError:\n        pass\n")
+    r = run_python(bomb, limits=FAST, isolation=mode)
+    assert classify(r, FAST) in ("timeout", "runtime_error")
+    assert not _group_alive(r.pgid)
+    time.sleep(0.2)
+    assert _uid_processes(r.setup.get("uid")) == []  # nothing left, not even the setsid() escapees
+    assert subprocess.run(["true"]).returncode == 0  # the parent can still spawn
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_memory_bomb_is_contained(mode):
+    r = run_python("x = []\nwhile True:\n    x.append(bytearray(50 << 20))\n", limits=FAST, isolation=mode)
+    assert classify(r, FAST) in ("memory_limit", "runtime_error")
+    assert r.cpu_s is not None and r.killed is None  # the rlimit stopped it, not our wall clock
+    assert len(bytearray(64 << 20)) == 64 << 20  # the parent still allocates
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_writing_outside_the_workdir_is_blocked(mode, outside_dirs):
+    targets = [str(d / "pwned.txt") for d in outside_dirs] + [str(Path(sandbox.REPO_ROOT) / "pwned.txt")]
+    src = (f"import os\nfor t in {targets!r}:\n    try:\n        open(t, 'w').write('x')\n        print('WROTE', t)\n"
+           f"    except OSError as e:\n        print('blocked', t, type(e).__name__)\n"
+           "open('inside.txt', 'w').write('ok')\nprint('inside', open('inside.txt').read())\n")
+    r = run_python(src, limits=FAST, isolation=mode)
+    assert "inside ok" in r.stdout, r.stderr  # writing is possible, just not outside
+    assert "WROTE" not in r.stdout
+    for t in targets:
+        assert not Path(t).exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deleting_outside_the_workdir_is_blocked(mode, outside_dirs):
+    src = (f"import os, shutil\nfor d in {[str(d) for d in outside_dirs]!r}:\n"
+           "    for attack in (lambda: os.remove(d + '/sentinel'), lambda: os.rename(d + '/sentinel', d + '/moved'),\n"
+           "                   lambda: shutil.rmtree(d)):\n"
+           "        try:\n            attack()\n            print('DONE', d)\n        except OSError as e:\n"
+           "            print('blocked', type(e).__name__)\n")
+    r = run_python(src, limits=FAST, isolation=mode)
+    assert "DONE" not in r.stdout, r.stdout + r.stderr
+    for d in outside_dirs:
+        assert (d / "sentinel").read_text() == "keep"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_subprocesses_are_contained_or_blocked(mode, outside_dirs):
+    """namespaces: subprocesses run, inside the same jail; rlimits fallback: process creation is denied."""
+    target = outside_dirs[1] / "from-shell"
+    src = (f"import os, subprocess\nprint('ls rc', subprocess.run(['ls', '/']).returncode)\n"
+           f"print('system rc', os.system('touch {target}'))\n")
+    r = run_python(src, limits=FAST, isolation=mode)
+    assert not target.exists()
+    if mode == "namespaces":
+        assert "ls rc 0" in r.stdout and "system rc 0" not in r.stdout, r.stdout + r.stderr
+    else:
+        assert "PermissionError" in r.stderr and "ls rc" not in r.stdout
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parent_environment_secrets_are_unreadable(mode, monkeypatch):
+    monkeypatch.setenv("EFFOPD_TEST_SECRET", "s3cr3t-value-42")
+    src = ("import os\nprint(dict(os.environ))\nfor pid in os.listdir('/proc'):\n    if pid.isdigit():\n"
+           "        try:\n            print(open(f'/proc/{pid}/environ', 'rb').read())\n"
+           "        except OSError:\n            pass\n")
+    r = run_python(src, limits=FAST, isolation=mode)
+    assert classify(r, FAST) == "ok", r.stderr
+    assert "s3cr3t-value-42" not in r.stdout  # neither its own env nor any other process's /proc/<pid>/environ
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_network_is_unreachable(mode):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    src = (f"import socket\nfor addr in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:\n    try:\n"
+           "        socket.create_connection(addr, timeout=1).close()\n        print('CONNECTED', addr)\n"
+           "    except OSError as e:\n        print('blocked', addr, type(e).__name__)\n")
+    try:
+        r = run_python(src, limits=FAST, isolation=mode)
+        assert "CONNECTED" not in r.stdout and r.stdout.count("blocked") == 2, r.stdout + r.stderr
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing reached the parent's listener
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_output_flood_and_compile_error(mode):
+    flood = Limits(cpu_seconds=2, wall_seconds=3, file_size_bytes=1 << 20)
+    r = run_python("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", limits=flood, isolation=mode)
+    assert classify(r, flood) == "output_limit" and len(r.stdout) <= flood.tail_bytes
+    assert classify(run_python("def f(:\n", limits=FAST, isolation=mode)) == "compile_error"
+    assert classify(run_python("raise ValueError('boom')", limits=FAST, isolation=mode)) == "runtime_error"
