@@ -69,6 +69,18 @@ class DataConfig:
     test_prompts: int = 200  # held-out test prompts scored by periodic evaluation
     selection_prompts: int = 100  # validation prompts scored greedily at each eval for learning-rate selection
     # (disjoint from EffOPD's); 0 skips them in runs that take no part in a sweep
+    # --- world.kind=hub only: prompts from the evals benchmark registry (evals/datasets/registry.py) ---
+    train_benchmark: str = "deepmath"  # training prompts; EffOPD validation and LR selection take held-out rows
+    min_difficulty: float = 0.0  # keep training rows with meta difficulty >= this (DeepMath: 6 = "level >= 6")
+    test_benchmark: str = "aime24"  # periodic eval; test_prompts caps it (0 = all rows)
+    data_dir: str = ""  # benchmark files ("" = $EFFOPD_DATA_DIR, else ../shared/data); source: evals loader
+    source: str = "auto"  # "auto" (local file, else hub) | "local" | "hub"
+    prompt_template: str = "math_boxed"  # evals.datasets.templates: the paper's "Please reason step by step..."
+    chat_template: str = "auto"  # "auto" | "on" | "off": wrap prompts in the student tokenizer's chat template
+    enable_thinking: bool = False  # Qwen3 chat templates: the paper trains and evaluates in non-thinking mode
+    grader: str = "math_verify"  # task reward and eval grader: "math_verify" | "strict"
+    grader_workers: int = 2  # grading processes (evals.graders.pool); 0 = in-process
+    grader_timeout_s: float = 10.0  # per-sample grading deadline (a timeout scores 0)
 
 
 @dataclass
@@ -111,6 +123,8 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
+    hf_static_cache: str = "auto"  # engine=hf: "auto" (a static KV cache on CUDA, 5x the dynamic cache's tokens/s
+    # at batch 64 on an H200; dynamic on CPU) | "on" | "off"
 
 
 @dataclass
@@ -135,7 +149,21 @@ class TrainerConfig:
     save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
     resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir)
     save_final_model: bool = True  # write the final student in HF format
+    activation_checkpointing: bool = False  # recompute each decoder layer in backward (HF gradient
+    # checkpointing, non-reentrant): activation memory of one layer instead of all; ~30% more compute
+    logprob_chunk: int = 0  # > 0: log-probs over this many response positions at a time (lm_head + log-softmax
+    # recomputed in backward), so [B, R, V] fp32 logits never exist at once; 0 = one pass (exact old path).
+    # GKD losses need the whole student/teacher distribution and always take the one-pass path.
+    dry_run: bool = False  # check config, model configs and tokenizers (no weights), print sizes and memory; exit
     output_dir: str = "${hydra:runtime.output_dir}"
+    # distributed: torchrun runs only (bench/distributed.py, README "Scaling out"); one process ignores these
+    dist_rollouts: str = "split"  # "split": each rank samples only its slice of the step's prompts (and of
+    # EffOPD's validation prompts) from a per-rank seed: generation scales with ranks, but the samples differ
+    # from a one-process run. "replicate": every rank samples the whole global batch with the shared RNG and
+    # keeps its slice: exactly the one-process samples at world-size times the generation cost (the tiny-world
+    # equivalence mode the distributed tests use)
+    dist_param_dtype: str = "fp32"  # "bf16": FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)
+    # for student and teacher on CUDA; CPU runs keep fp32
 
 
 @dataclass

@@ -5,6 +5,11 @@ attention/MLP parameters, try theta + m_k * Delta for m_k = 2k (k = 1..5; the of
 f = 2, f <- f / (1 + f) gives exactly these) and keep going while the validation score strictly improves;
 the first failure restores the last accepted point. Then theta_anchor <- theta. Optimizer state is untouched.
 Works with any algorithm: it only needs the model and a validation scorer.
+
+Under FSDP2 the parameters are DTensors: backup, extrapolation and rollback act on each rank's local shard
+(elementwise, so no communication), the anchor stays sharded, and the direction statistics sum their
+squares over ranks. The scorer must return the same score on every rank (the trainer all-reduces or
+broadcasts it), so that all ranks take the same accept/reject decision.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.distributed.tensor import DTensor
+
+from bench import distributed
 
 # The official name rule: a parameter is extrapolated when its name contains any of these.
 EXTRAPOLATED_KEYWORDS = (
@@ -71,24 +79,30 @@ class EffOPD:
         if not self.params:
             raise ValueError("EffOPD found no attention/MLP parameters to extrapolate (checked names against "
                              f"{EXTRAPOLATED_KEYWORDS})")
-        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.sharded = any(isinstance(p, DTensor) for p in self.params.values())
+        self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         self.prev_delta: dict[str, torch.Tensor] | None = None
         self.total_seconds = 0.0
         self.total_tokens = 0
         self.num_evals = 0
         self._tokens_this_trigger = 0
 
+    def _shards(self) -> dict[str, torch.Tensor]:
+        """This rank's part of each parameter, as views that write through (the parameters themselves on one
+        process). Taken afresh at each use: FSDP2 may re-create a parameter's local view at its lazy init."""
+        return {n: distributed.local(p) for n, p in self.params.items()}
+
     # -- checkpointing -------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"anchor": self.anchor, "prev_delta": self.prev_delta, "total_seconds": self.total_seconds,
-                "total_tokens": self.total_tokens, "num_evals": self.num_evals}
+        return {"anchor": _as_params(self.anchor, self.params), "prev_delta": _as_params(self.prev_delta, self.params),
+                "total_seconds": self.total_seconds, "total_tokens": self.total_tokens, "num_evals": self.num_evals}
 
     def load_state_dict(self, state: dict) -> None:
         if set(state["anchor"]) != set(self.params):
             raise ValueError("EffOPD checkpoint anchors other parameters than this model; was it written by "
                              "another model or another version of the name rule?")
-        self.anchor = {n: t.clone() for n, t in state["anchor"].items()}
-        self.prev_delta = state["prev_delta"]
+        self.anchor = {n: distributed.local(t).clone() for n, t in state["anchor"].items()}
+        self.prev_delta = _as_shards(state["prev_delta"])
         self.total_seconds, self.total_tokens = state["total_seconds"], state["total_tokens"]
         self.num_evals = state["num_evals"]
 
@@ -104,7 +118,7 @@ class EffOPD:
         return score > best if self.cfg.accept == "gt" else score >= best
 
     def _set(self, backup: dict, delta: dict, m: float) -> None:
-        for n, p in self.params.items():
+        for n, p in self._shards().items():
             p.copy_(backup[n] + m * delta[n])
         self.on_weights_changed()
 
@@ -117,7 +131,7 @@ class EffOPD:
         self._tokens_this_trigger = 0
         eval_seed = self.seed * 1_000_003 + step * 7919
         next_seed = (lambda k: eval_seed) if self.cfg.val_common_random_numbers else (lambda k: eval_seed + k)
-        backup = {n: p.detach().clone() for n, p in self.params.items()}
+        backup = {n: p.detach().clone() for n, p in self._shards().items()}
         delta = {n: backup[n] - self.anchor[n] for n in self.params}
         base = best = self._score(next_seed(0))
         accepted, current, candidates = 0.0, 0.0, []
@@ -136,32 +150,54 @@ class EffOPD:
                 self._set(backup, delta, accepted)  # back to the last accepted point (theta itself if none)
         record = {"step": step, "base_score": base, "candidates": candidates, "accepted_multiplier": accepted,
                   "best_score": best, **self._direction_stats(delta)}
-        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         seconds = time.perf_counter() - t0
         self.total_seconds += seconds
         record.update(seconds=round(seconds, 4), tokens=self._tokens_this_trigger)
         return record
 
     def _direction_stats(self, delta: dict) -> dict:
-        out = direction_stats(delta, self.anchor, self.prev_delta if self.cfg.log_direction else None)
+        out = direction_stats(delta, self.anchor, self.prev_delta if self.cfg.log_direction else None,
+                              sharded=self.sharded)
         if self.cfg.log_direction:
             self.prev_delta = delta
         return out
+
+
+def _as_params(shards: dict | None, params: dict) -> dict | None:
+    """Local shards as DTensors laid out like their parameters (checkpoints reshard them); as-is on one process."""
+    return None if shards is None else {n: distributed.like_param(t, params[n]) for n, t in shards.items()}
+
+
+def _as_shards(tensors: dict | None) -> dict | None:
+    return None if tensors is None else {n: distributed.local(t) for n, t in tensors.items()}
 
 
 def _flat(tensors: dict) -> torch.Tensor:
     return torch.cat([t.flatten().float() for t in tensors.values()])
 
 
-def direction_stats(delta: dict, anchor: dict, prev_delta: dict | None) -> dict:
+def direction_stats(delta: dict, anchor: dict, prev_delta: dict | None, sharded: bool = False) -> dict:
     """Size of this trigger window's update relative to the anchor, and its cosine with the previous window's
-    (EffOPD can only pay when consecutive windows point the same way)."""
+    (EffOPD can only pay when consecutive windows point the same way). ``sharded``: the dicts hold this
+    rank's shards, and the sums of squares and products are summed over ranks."""
+    if sharded:
+        return _sharded_direction_stats(delta, anchor, prev_delta)
     d, a = _flat(delta), _flat(anchor)
     cos = None
     if prev_delta is not None:
         cos = torch.nn.functional.cosine_similarity(d, _flat(prev_delta), dim=0).item()
     return {"delta_norm": d.norm().item(), "delta_rel": (d.norm() / a.norm().clamp(min=1e-12)).item(),
             "cos_prev_window": cos}
+
+
+def _sharded_direction_stats(delta: dict, anchor: dict, prev_delta: dict | None) -> dict:
+    d, a = _flat(delta).double(), _flat(anchor).double()
+    p = _flat(prev_delta).double() if prev_delta is not None else torch.zeros_like(d)
+    dd, aa, dp, pp = distributed.sum_over_ranks(*(x.item() for x in (d @ d, a @ a, d @ p, p @ p)))
+    eps = 1e-8  # cosine_similarity's
+    cos = dp / (max(dd**0.5, eps) * max(pp**0.5, eps)) if prev_delta is not None else None
+    return {"delta_norm": dd**0.5, "delta_rel": dd**0.5 / max(aa**0.5, 1e-12), "cos_prev_window": cos}
 
 
 class DirectionProbe:
@@ -172,21 +208,26 @@ class DirectionProbe:
         is_trigger_step(1, schedule)
         self.schedule = schedule
         self.params = {n: p for n, p in model.named_parameters() if is_extrapolated(n)}
-        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.sharded = any(isinstance(p, DTensor) for p in self.params.values())
+        self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         self.prev_delta: dict | None = None
 
+    def _shards(self) -> dict[str, torch.Tensor]:
+        return {n: distributed.local(p) for n, p in self.params.items()}
+
     def state_dict(self) -> dict:
-        return {"anchor": self.anchor, "prev_delta": self.prev_delta}
+        return {"anchor": _as_params(self.anchor, self.params), "prev_delta": _as_params(self.prev_delta, self.params)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.anchor, self.prev_delta = state["anchor"], state["prev_delta"]
+        self.anchor, self.prev_delta = _as_shards(state["anchor"]), _as_shards(state["prev_delta"])
 
     @torch.no_grad()
     def after_step(self, step: int) -> dict | None:
         if not is_trigger_step(step, self.schedule):
             return None
-        delta = {n: p.detach() - self.anchor[n] for n, p in self.params.items()}
-        record = {"step": step, "probe_only": True, **direction_stats(delta, self.anchor, self.prev_delta)}
+        delta = {n: p.detach() - self.anchor[n] for n, p in self._shards().items()}
+        record = {"step": step, "probe_only": True,
+                  **direction_stats(delta, self.anchor, self.prev_delta, sharded=self.sharded)}
         self.prev_delta = delta
-        self.anchor = {n: p.detach().clone() for n, p in self.params.items()}
+        self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         return record

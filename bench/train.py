@@ -7,6 +7,7 @@ Read it top to bottom: ``train`` is the whole loop; the helpers above it are the
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import shutil
@@ -20,20 +21,21 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
+from bench import distributed
 from bench.algorithms import LossInputs, LossTotals, ScoredBatch, get_advantage, get_policy_loss
 from bench.algorithms.checks import check_algorithm
 from bench.algorithms.dapo import informative_groups, overlong_penalty
-from bench.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bench.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.config import register_configs
 from bench.data import PromptStream
+from bench.dry_run import dry_run
 from bench.effopd import DirectionProbe, EffOPD, ValidationScore
 from bench.evaluation import evaluate
 from bench.io import atomic_write_text
-from bench.logprobs import pick, response_logits, response_logprobs
+from bench.logprobs import token_logprobs
 from bench.rollout import SamplingParams, make_engine
 from bench.rollout.teacher_cache import teacher_trajectories_for_run
 from bench.runlog import RunLogger
-from bench.tinyworld.task import score_response
 from bench.world import check_same_vocabulary, load_model, load_world
 
 register_configs()
@@ -56,16 +58,18 @@ def score_phase(cfg, rollout, problems, teacher, reference, world) -> ScoredBatc
         full = get_policy_loss(a.policy_loss).needs_teacher_distribution
         logp_parts, dist_parts = [], []
         for mb in chunks:
-            dist = torch.log_softmax(response_logits(teacher, ids[mb], mask[mb], R), dim=-1)
-            logp_parts.append(pick(dist, rollout.response_ids[mb]))
+            logp, dist = token_logprobs(teacher, ids[mb], mask[mb], R, cfg.trainer.logprob_chunk, full)
+            logp_parts.append(logp)
             if full:
                 dist_parts.append(dist)
         teacher_logp = torch.cat(logp_parts) * rollout.response_mask
         teacher_dist = torch.cat(dist_parts) if full else None
     if reference is not None:
-        ref_logp = torch.cat([response_logprobs(reference, ids[mb], mask[mb], R) for mb in chunks])
-    task = torch.tensor([score_response(problems[int(i)], t, world.criterion)
-                         for i, t in zip(rollout.prompt_index, rollout.texts)])
+        ref_logp = torch.cat([token_logprobs(reference, ids[mb], mask[mb], R, cfg.trainer.logprob_chunk)[0]
+                              for mb in chunks])
+    task = torch.tensor(world.score([problems[int(i)] for i in rollout.prompt_index], rollout.texts,
+                                    rollout.truncated.tolist()), dtype=torch.float32,
+                        device=rollout.response_mask.device)
     rewards = task + overlong_penalty(rollout.response_mask.sum(1), cfg.rollout.max_new_tokens,
                                       a.overlong_buffer_len, a.overlong_penalty_factor)
     loss_mask = rollout.response_mask
@@ -75,15 +79,34 @@ def score_phase(cfg, rollout, problems, teacher, reference, world) -> ScoredBatc
                        teacher_dist=teacher_dist, ref_logp=ref_logp, loss_mask=loss_mask)
 
 
-def collect_batch(cfg, source, stream: PromptStream, sampling, score, pad_id: int) -> tuple[ScoredBatch, dict]:
+def generate_share(cfg, source, problems: list, sampling, step: int) -> tuple:
+    """This rank's rollouts of the step's prompts, and the problem list their ``prompt_index`` points into.
+
+    One process: all of them. Under torchrun rank r takes its contiguous slice of the same global prompt
+    list (whole prompts, so a GRPO group's ``rollout.n`` samples stay together on one rank), either sampled
+    by itself from a per-rank seed (``trainer.dist_rollouts=split``) or cut out of the whole batch, which
+    every rank samples with the shared RNG exactly as one process would (``replicate``)."""
+    n, prompts = cfg.rollout.n, [p.prompt for p in problems]
+    if distributed.world_size() == 1:
+        return source.generate(prompts, n, sampling), problems
+    mine = distributed.share(len(problems))
+    if cfg.trainer.dist_rollouts == "replicate":
+        rollout = source.generate(prompts, n, sampling).select(slice(mine.start * n, mine.stop * n))
+    else:
+        with distributed.forked_rng(distributed.rank_seed("rollout", cfg.trainer.seed, step)):
+            rollout, problems = source.generate(prompts[mine], n, sampling), problems[mine]
+    return rollout.to(distributed.device()), problems
+
+
+def collect_batch(cfg, source, stream: PromptStream, sampling, score, pad_id: int,
+                  step: int = 0) -> tuple[ScoredBatch, dict]:
     """One step's scored training batch. With DAPO's dynamic sampling, groups whose rewards are all equal
     are dropped and more prompts are drawn until ``prompts_per_step`` groups are kept or
     ``max_gen_batches`` rounds ran (then the step trains on what it kept). Every generated token counts."""
     want, a = cfg.trainer.prompts_per_step, cfg.algorithm
 
     def one_round() -> ScoredBatch:
-        problems = stream.next(want)
-        return score(source.generate([p.prompt for p in problems], cfg.rollout.n, sampling), problems)
+        return score(*generate_share(cfg, source, stream.next(want), sampling, step))
 
     if not a.dynamic_sampling:
         scored = one_round()
@@ -117,25 +140,29 @@ def update_phase(cfg, student, optimizer, scored: ScoredBatch) -> dict:
     R = rollout.response_ids.shape[1]
     chunks = micro_batches(ids.shape[0], cfg.trainer.micro_batch_size)
     lm = scored.loss_mask
-    totals = LossTotals(tokens=lm.sum().item(), sequences=(lm.sum(1) > 0).sum().item(),
+    # Normalisers of the global batch (summed over ranks): with the gradient sum over ranks, W ranks x B/W
+    # rows give the gradient of one process with B rows.
+    tokens, sequences = distributed.sum_over_ranks(lm.sum().item(), (lm.sum(1) > 0).sum().item())
+    totals = LossTotals(tokens=tokens, sequences=sequences,
                         norm_len=float(a.loss_agg_norm_len or cfg.rollout.max_new_tokens))
     denom = max(totals.tokens, 1.0)
     batch_adv = None if advantage_fn.needs_student_logp else advantage_fn(scored, None, a)
     old_logp = None
     if cfg.trainer.ppo_epochs > 1:
         with torch.no_grad():
-            old_logp = torch.cat([response_logprobs(student, ids[mb], mask[mb], R) for mb in chunks])
+            old_logp = torch.cat([token_logprobs(student, ids[mb], mask[mb], R, cfg.trainer.logprob_chunk)[0]
+                                  for mb in chunks])
     stats: dict[str, float] = {"loss": 0.0, "adv_mean": 0.0, "adv_abs_mean": 0.0, "student_logp_mean": 0.0}
     for _ in range(cfg.trainer.ppo_epochs):
         optimizer.zero_grad(set_to_none=True)
         for mb in chunks:
             sub = scored.select(mb)
-            dist = torch.log_softmax(response_logits(student, ids[mb], mask[mb], R), dim=-1)
-            logp = pick(dist, rollout.response_ids[mb])
+            logp, dist = token_logprobs(student, ids[mb], mask[mb], R, cfg.trainer.logprob_chunk,
+                                        full=loss_fn.needs_student_distribution)
             old = old_logp[mb] if old_logp is not None else logp.detach()
             adv = advantage_fn(sub, old, a) if batch_adv is None else batch_adv[mb]
             inputs = LossInputs(logp=logp, old_logp=old, advantages=adv, mask=sub.loss_mask, totals=totals,
-                                student_dist=dist if loss_fn.needs_student_distribution else None,
+                                student_dist=dist,
                                 teacher_dist=sub.teacher_dist,
                                 ref_logp=sub.ref_logp)
             loss, loss_stats = loss_fn(inputs, a)
@@ -148,10 +175,28 @@ def update_phase(cfg, student, optimizer, scored: ScoredBatch) -> dict:
             stats["adv_mean"] += (adv * m).sum().item() / denom
             stats["adv_abs_mean"] += (adv.abs() * m).sum().item() / denom
             stats["student_logp_mean"] += (old * m).sum().item() / denom
-        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.trainer.grad_clip).item()
+        stats["grad_norm"] = distributed.clip_grad_norm(student.parameters(), cfg.trainer.grad_clip)
         optimizer.step()
     n = cfg.trainer.ppo_epochs
+    stats = distributed.sum_dict_over_ranks(stats, keep=("grad_norm",))  # each rank's share of global means
     return {k: v / n if k != "grad_norm" else v for k, v in stats.items()}
+
+
+def batch_metrics(cfg, scored: ScoredBatch, stats: dict) -> dict:
+    """Means over the step's global batch. Per-row values are gathered from every rank, so the formulas (and,
+    on one process, the numbers) are those of a single-process run."""
+    rollout, rows = scored.rollout, distributed.gather_rows
+    rec = {"reward_mean": rows(scored.task_rewards.float()).mean().item(),
+           "response_length": rows(rollout.response_mask.sum(1).float()).mean().item(),
+           "truncated_frac": rows(rollout.truncated.float()).mean().item()}
+    if cfg.algorithm.overlong_buffer_len > 0:
+        rec["shaped_reward_mean"] = rows(scored.rewards.float()).mean().item()
+    if scored.teacher_logp is not None:
+        # Mean over loss tokens of log p_student - log p_teacher: a per-token reverse-KL estimate.
+        teacher_sum, n_tokens = distributed.all_reduce_((scored.teacher_logp * scored.loss_mask).sum(),
+                                                        scored.loss_mask.sum())
+        rec["reverse_kl"] = stats["student_logp_mean"] - (teacher_sum / n_tokens.clamp(min=1)).item()
+    return rec
 
 
 def periodic_eval(cfg, engine, world, step: int, train_seconds: float, with_avg_k: bool) -> dict:
@@ -161,14 +206,14 @@ def periodic_eval(cfg, engine, world, step: int, train_seconds: float, with_avg_
     max_new = cfg.rollout.max_new_tokens
     rec = {"step": step, "train_seconds": round(train_seconds, 4)}
     # One greedy batch for both sets: generation cost is dominated by per-token steps, not by batch rows.
-    greedy = evaluate(engine, world.test + world.selection, world.criterion, max_new_tokens=max_new).scores
+    greedy = evaluate(engine, world.test + world.selection, world.score, max_new_tokens=max_new).scores
     n_test = len(world.test)
     rec["test/greedy"] = sum(greedy[:n_test]) / n_test
     if world.selection:  # data.selection_prompts=0: a run that takes no part in LR selection skips it
         rec["val/greedy"] = sum(greedy[n_test:]) / len(world.selection)
     if with_avg_k:
         k = cfg.trainer.eval_avg_k
-        rec[f"test/avg@{k}"] = evaluate(engine, world.test, world.criterion, n=k, temperature=1.0,
+        rec[f"test/avg@{k}"] = evaluate(engine, world.test, world.score, n=k, temperature=1.0,
                                         max_new_tokens=max_new, seed=10_000 + step).accuracy
     rec["eval_seconds"] = round(time.perf_counter() - t0, 4)
     return rec
@@ -187,26 +232,45 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: DictConfig) -> dict:
     tcfg = cfg.trainer
+    if tcfg.dry_run:
+        return dry_run(cfg)
+    distributed.init()  # torchrun: join the process group (one process: nothing to do)
+    distributed.check_config(cfg)
+    is_main = distributed.is_main()  # rank 0 writes the run's files and logs
     out = Path(tcfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
     if tcfg.resume not in ("none", "auto"):
         raise ValueError(f"trainer.resume={tcfg.resume!r}; use 'none' or 'auto'")
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if is_main:
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(tcfg.seed)
 
     # --- world, models, engine, optimizer --------------------------------------------------------------
     check_algorithm(cfg)
     world = load_world(cfg)
     student = load_model(world.student_path, trainable=True)
+    if tcfg.activation_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     teacher = reference = None
     if cfg.algorithm.needs_teacher:
         teacher = load_model(world.teacher_path, trainable=False)
         check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path), student, teacher)
     if cfg.algorithm.kl_coef > 0:
         reference = load_model(world.student_path, trainable=False)  # the frozen initial student
-    engine = make_engine(cfg.rollout.engine, student, world.tokenizer)
+    rollout_model = student  # full weights: what the engine samples from and final_model/ exports
+    if distributed.world_size() > 1:
+        # FSDP2 for the models that run forward passes on each rank's rows; a full copy for the engine
+        # (kept in sync by GatheredRollouts). Weights load in full on every rank first (no meta-device init).
+        rollout_model = copy.deepcopy(student).requires_grad_(False).to(distributed.device())
+        for model, trainable in ((student, True), (teacher, False), (reference, False)):
+            if model is not None:
+                distributed.shard_model(model, trainable, tcfg.dist_param_dtype)
+    engine = make_engine(cfg.rollout.engine, rollout_model, world.tokenizer,
+                         hf_static_cache=cfg.rollout.hf_static_cache)
+    if distributed.world_size() > 1:
+        engine = distributed.GatheredRollouts(engine, rollout_model, student)
     # No sampled-token log-probs from the engine: the update recomputes them (with ppo_epochs == 1 from the
     # training forward itself), and a [B, R, V] logits stack would cost ~1 GB per step at a 152k vocabulary.
     sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
@@ -222,10 +286,17 @@ def train(cfg: DictConfig) -> dict:
     effopd = None
     if cfg.effopd.enabled:
         def validation_scorer(seed: int) -> ValidationScore:
-            r = evaluate(engine, world.effopd_val, world.criterion, n=cfg.effopd.val_samples,
+            problems, split = world.effopd_val, distributed.world_size() > 1 and tcfg.dist_rollouts == "split"
+            if split:  # each rank scores its share of the prompts from a seed of its own
+                problems, seed = problems[distributed.share(len(problems))], distributed.rank_seed("effopd", seed)
+            r = evaluate(engine, problems, world.score, n=cfg.effopd.val_samples,
                          temperature=cfg.effopd.val_temperature, max_new_tokens=cfg.rollout.max_new_tokens,
                          seed=seed)
-            return ValidationScore(r.accuracy, r.num_tokens)
+            if split:
+                correct, samples, tokens = distributed.sum_over_ranks(sum(r.scores), len(r.scores), r.num_tokens)
+                return ValidationScore(correct / samples, int(tokens))
+            # One process, or every rank scored the same samples (replicate): rank 0's score decides for all.
+            return distributed.broadcast(ValidationScore(r.accuracy, r.num_tokens))
 
         effopd = EffOPD(cfg.effopd, student, validation_scorer, on_weights_changed=engine.sync_weights,
                         seed=tcfg.seed)
@@ -235,29 +306,27 @@ def train(cfg: DictConfig) -> dict:
     # --- resume ----------------------------------------------------------------------------------------
     step, train_seconds = 0, 0.0
     ckpt = latest_checkpoint(out) if tcfg.resume == "auto" else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    if ckpt is not None:  # any world size: the checkpoint reshards (model, optimizer, EffOPD anchor)
+        state = load_checkpoint(ckpt, student, optimizer, effopd.state_dict()["anchor"] if effopd else None)
         scheduler.load_state_dict(state["scheduler"])
         stream.load_state_dict(state["data"])
-        if effopd is not None:
+        if effopd is not None and state["effopd"] is not None:
             effopd.load_state_dict(state["effopd"])
         set_rng_state(state["rng"])
         step, train_seconds = state["step"], state["train_seconds"]
-    log = RunLogger(out, cfg, resume_step=step if ckpt is not None else None)
+        engine.sync_weights()  # the engine's full copy (torchrun) follows the loaded weights
+    log = RunLogger(out, cfg, resume_step=step if ckpt is not None else None) if is_main else None
 
-    def checkpoint_state() -> dict:
-        return {"step": step, "train_seconds": train_seconds, "model": student.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data": stream.state_dict(), "effopd": effopd.state_dict() if effopd else None,
-                "rng": rng_state()}
+    def checkpoint_state() -> dict:  # model and optimizer go in through DCP's get_state_dict
+        return {"step": step, "train_seconds": train_seconds, "scheduler": scheduler.state_dict(),
+                "data": stream.state_dict(), "effopd": effopd.state_dict() if effopd else None}
 
-    if step == 0:
+    if step == 0 and is_main:  # evaluation reads the engine's full copy: no collectives, rank 0 alone
         log.eval(periodic_eval(cfg, engine, world, 0, 0.0, with_avg_k=True))
 
     # --- the loop --------------------------------------------------------------------------------------
-    bar = tqdm(total=tcfg.total_steps, initial=step, disable=not cfg.logging.progress_bar, desc=cfg.method)
+    bar = tqdm(total=tcfg.total_steps, initial=step, disable=not (cfg.logging.progress_bar and is_main),
+               desc=cfg.method)
     while step < tcfg.total_steps:
         t = {"start": time.perf_counter()}
         score_times = []
@@ -268,8 +337,8 @@ def train(cfg: DictConfig) -> dict:
             score_times.append(time.perf_counter() - t0)
             return scored
 
-        scored, batch_info = collect_batch(cfg, source, stream, sampling, score, world.tokenizer.pad_token_id)
-        rollout = scored.rollout
+        scored, batch_info = collect_batch(cfg, source, stream, sampling, score, world.tokenizer.pad_token_id,
+                                           step=step)
         t["score"] = time.perf_counter()
         t["generate"] = t["score"] - sum(score_times)  # generation and scoring interleave under dynamic sampling
         stats = update_phase(cfg, student, optimizer, scored)
@@ -283,49 +352,45 @@ def train(cfg: DictConfig) -> dict:
         timing = {f"time/{k}": t[k] - t[prev] for prev, k in
                   (("start", "generate"), ("generate", "score"), ("score", "update"), ("update", "validation"))}
         train_seconds += t["validation"] - t["start"]
-        mask = rollout.response_mask
-        record = {"step": step, "lr": scheduler.get_last_lr()[0], **stats,
-                  "reward_mean": scored.task_rewards.float().mean().item(),
-                  "response_length": mask.sum(1).float().mean().item(),
-                  "truncated_frac": rollout.truncated.float().mean().item(),
+        batch_info = {k: int(v) for k, v in distributed.sum_dict_over_ranks(batch_info).items()}  # token counts
+        record = {"step": step, "lr": scheduler.get_last_lr()[0], **stats, **batch_metrics(cfg, scored, stats),
                   **batch_info, **timing, "train_seconds": train_seconds}
-        if cfg.algorithm.overlong_buffer_len > 0:
-            record["shaped_reward_mean"] = scored.rewards.float().mean().item()
-        if scored.teacher_logp is not None:
-            # Mean over loss tokens of log p_student - log p_teacher: a per-token reverse-KL estimate.
-            record["reverse_kl"] = stats["student_logp_mean"] - (
-                (scored.teacher_logp * scored.loss_mask).sum() / scored.loss_mask.sum().clamp(min=1)).item()
-        if trigger is not None:
-            log.effopd(trigger)
-            if "accepted_multiplier" in trigger:
-                record["effopd/accepted_multiplier"] = trigger["accepted_multiplier"]
-        log.step(record)
+        if trigger is not None and "accepted_multiplier" in trigger:
+            record["effopd/accepted_multiplier"] = trigger["accepted_multiplier"]
+        if is_main:
+            if trigger is not None:
+                log.effopd(trigger)
+            log.step(record)
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward_mean']:.3f}", loss=f"{stats['loss']:.4f}")
 
         last = step == tcfg.total_steps
-        if step % tcfg.eval_every == 0 or last:
+        if (step % tcfg.eval_every == 0 or last) and is_main:
             with_k = last or (tcfg.eval_avg_k_every > 0 and step % tcfg.eval_avg_k_every == 0)
             log.eval(periodic_eval(cfg, engine, world, step, train_seconds, with_avg_k=with_k))
         if (tcfg.save_every > 0 and step % tcfg.save_every == 0) or last:
-            save_checkpoint(out, step, checkpoint_state())
+            save_checkpoint(out, step, student, optimizer, checkpoint_state())
     bar.close()
 
-    if tcfg.save_final_model:
+    if tcfg.save_final_model and is_main:
         final = out / "final_model"
         tmp = out / f".final_model.tmp-{os.getpid()}"
-        student.save_pretrained(tmp)
+        rollout_model.save_pretrained(tmp)
         world.tokenizer.save_pretrained(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    summary = log.finish(effopd, train_seconds)
-    return summary
+    # Every rank returns rank 0's summary (and waits for its final model on the way).
+    return distributed.broadcast(log.finish(effopd, train_seconds) if is_main else None)
 
 
 @hydra.main(version_base="1.3", config_path="../experiments", config_name="config")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    distributed.check_hydra_launch(cfg)  # torchrun: one explicit run folder, no multirun
+    try:
+        train(cfg)
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

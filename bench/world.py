@@ -6,31 +6,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, Qwen3ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from bench.evaluation import Scorer, criterion_scorer
 from bench.tinyworld.build import ensure_world
-from bench.tinyworld.task import CRITERIA, Problem, sample_problems
+from bench.tinyworld.task import CRITERIA, sample_problems
 
 VALIDATION_POOL = 1024  # the validation split's fixed pool: EffOPD takes its head, LR selection its tail
 
 
 @dataclass
 class World:
-    student_path: Path
-    teacher_path: Path
+    """Problems are anything with ``.prompt`` (the exact model input) and what ``score`` needs (tiny-world
+    ``Problem``s, or ``bench.hubworld.Prompt`` with a gold answer)."""
+
+    student_path: Path | str  # a folder, or a hub id (kind=hub)
+    teacher_path: Path | str
     tokenizer: object
-    criterion: str
-    train: list[Problem]
-    test: list[Problem]
-    effopd_val: list[Problem]  # EffOPD's fixed validation prompts
-    selection: list[Problem]  # learning-rate selection prompts, disjoint from effopd_val and test
+    criterion: str  # name of the success check (tables, logs)
+    train: list
+    test: list
+    effopd_val: list  # EffOPD's fixed validation prompts
+    selection: list  # learning-rate selection prompts, disjoint from effopd_val and test
+    score: Scorer  # (problem of each row, responses, truncated flags) -> 0/1 scores
 
 
 def load_world(cfg) -> World:
     w = cfg.world
+    if w.kind == "hub":
+        from bench.hubworld import load_hub_world  # lazy: the tiny world never needs the evals stack
+
+        return load_hub_world(cfg)
     if w.kind != "tiny":
-        raise ValueError(f"world.kind={w.kind!r} is not supported yet; use world.kind=tiny "
-                         "(paper-scale hub worlds arrive with issue 5)")
+        raise ValueError(f"world.kind={w.kind!r}; choose 'tiny' (built locally) or 'hub' (paper-scale models)")
     if w.criterion not in CRITERIA:
         raise ValueError(f"world.criterion={w.criterion!r}; choose one of {CRITERIA}")
     half = VALIDATION_POOL // 2
@@ -46,11 +54,17 @@ def load_world(cfg) -> World:
         train=sample_problems("train", cfg.data.train_prompts, seed=0, digits=w.digits),
         test=sample_problems("test", cfg.data.test_prompts, seed=0, digits=w.digits),
         effopd_val=pool[: cfg.effopd.val_prompts], selection=pool[len(pool) - cfg.data.selection_prompts :],
+        score=criterion_scorer(w.criterion),
     )
 
 
-def load_model(path: Path, trainable: bool) -> Qwen3ForCausalLM:
-    model = Qwen3ForCausalLM.from_pretrained(path, dtype=torch.float32)
+def load_model(path: Path | str, trainable: bool):
+    """fp32 weights from a folder or hub id (any causal LM; the tiny world's are Qwen3)."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except OSError as exc:
+        raise ValueError(f"cannot load model {str(path)!r} ({str(exc)[:200]}). Offline, point world.student_path / "
+                         "world.teacher_path at local HF-format folders") from exc
     model.train(trainable)
     if not trainable:
         model.requires_grad_(False)  # frozen teacher: no grads, no optimizer state

@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 @dataclass
 class EvalConfig:
-    model: str = MISSING  # HF-format checkpoint folder (our runs' final/ or checkpoints) or a hub model id
+    model: str = MISSING  # HF-format checkpoint folder (a run's final_model/, a tiny-world model) or a hub model id
     revision: str = ""  # hub revision (branch, tag or commit); "" = the default branch
     benchmark: str = "aime24"  # a key of evals.datasets.BENCHMARKS (aime24, math500, humanevalplus, tinyworld...)
     data_dir: str = ""  # benchmark files; "" = $EFFOPD_DATA_DIR, else <repo>/../shared/data

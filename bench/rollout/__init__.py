@@ -5,12 +5,24 @@ from bench.rollout.hf import HFRolloutEngine
 from bench.rollout.qwen3_fast import Qwen3FastEngine
 
 __all__ = ["RolloutBatch", "RolloutEngine", "SamplingParams", "HFRolloutEngine", "Qwen3FastEngine", "make_engine"]
-ENGINES = ("hf", "qwen3_fast")
+ENGINES = ("hf", "qwen3_fast", "vllm")
 
 
-def make_engine(name: str, model, tokenizer) -> RolloutEngine:
+def make_engine(name: str, model, tokenizer, hf_static_cache: str = "auto",
+                vllm_kwargs: dict | None = None) -> RolloutEngine:
+    """The rollout engine ``name`` over the trainer's ``model``. ``hf_static_cache`` is the hf engine's KV-cache
+    choice; ``vllm_kwargs`` go to ``VLLMEngine`` (bench/rollout/vllm_engine.py). Each is ignored by the others."""
     if name == "hf":
-        return HFRolloutEngine(model, tokenizer)
+        return HFRolloutEngine(model, tokenizer, static_cache=hf_static_cache)
     if name == "qwen3_fast":
         return Qwen3FastEngine(model, tokenizer)
-    raise ValueError(f"unknown rollout.engine={name!r}; available: {ENGINES} (vLLM arrives with issue 5)")
+    if name == "vllm":
+        # Lazy: vLLM lives in its own virtualenv (.venv-vllm, make test-vllm); the main one never imports it.
+        from bench.rollout.vllm_engine import VLLMEngine, vllm_import_error
+
+        err = vllm_import_error()
+        if err is not None:
+            raise ValueError(f"rollout.engine='vllm' needs vLLM, which does not import here ({err}); on CPU use "
+                             "the .venv-vllm virtualenv (make test-vllm), on a GPU box pip install vllm")
+        return VLLMEngine(model, tokenizer, **(vllm_kwargs or {}))
+    raise ValueError(f"unknown rollout.engine={name!r}; available: {ENGINES}")

@@ -47,6 +47,12 @@ class RolloutBatch:
             texts=texts, prompt_index=self.prompt_index[rows],
         )
 
+    def to(self, device) -> RolloutBatch:
+        """Every tensor on ``device`` (the trainer's, under torchrun on GPUs); ``self`` when already there."""
+        if self.response_ids.device == torch.device(device) and self.prompt_index.device == torch.device(device):
+            return self
+        return RolloutBatch(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()})
+
     @staticmethod
     def concat(batches: list[RolloutBatch], pad_id: int) -> RolloutBatch:
         """Rows of several batches in one (prompts re-padded on the left, responses on the right); prompt

@@ -10,11 +10,19 @@ from bench.rollout.base import RolloutBatch, SamplingParams
 class HFRolloutEngine:
     """Generates with the trainer's own module, so weights are always in sync (``sync_weights`` is a no-op)."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, static_cache: str = "auto"):
         if tokenizer.padding_side != "left":
             raise ValueError("HF rollouts need a left-padding tokenizer (tokenizer.padding_side = 'left')")
+        if static_cache not in ("auto", "on", "off"):
+            raise ValueError(f"rollout.hf_static_cache={static_cache!r}; choose auto, on or off")
         self.model = model
         self.tokenizer = tokenizer
+        self.static_cache = static_cache
+
+    def _cache_implementation(self) -> str | None:
+        """A static KV cache on CUDA (fixed shapes, no per-step reallocation); HF's dynamic cache elsewhere."""
+        on = self.static_cache == "on" or (self.static_cache == "auto" and self.model.device.type == "cuda")
+        return "static" if on else None
 
     def sync_weights(self) -> None:
         return None
@@ -40,6 +48,7 @@ class HFRolloutEngine:
             pad_token_id=tok.pad_token_id,
             return_dict_in_generate=True,
             output_logits=params.logprobs,
+            cache_implementation=self._cache_implementation(),
         )
         self.model.train(was_training)
         prompt_len = enc["input_ids"].shape[1]
