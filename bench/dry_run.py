@@ -76,16 +76,13 @@ def dry_run(cfg) -> dict:
         print(json.dumps(report, indent=2))
         return report
     from bench.hubworld import check_paths, load_tokenizer
+    from bench.world import check_same_vocabulary
 
     check_paths(w)
     configs = {role: _model_config(getattr(w, f"{role}_path")) for role in ("student", "teacher")}
     toks = {role: load_tokenizer(getattr(w, f"{role}_path")) for role in ("student", "teacher")}
-    if toks["student"].get_vocab() != toks["teacher"].get_vocab():
-        raise ValueError("dry run: student and teacher tokenizers differ; OPD needs a teacher with the student's "
-                         "tokenizer")
-    if configs["student"].vocab_size != configs["teacher"].vocab_size:
-        raise ValueError(f"dry run: vocab_size {configs['student'].vocab_size} (student) != "
-                         f"{configs['teacher'].vocab_size} (teacher)")
+    check_same_vocabulary(toks["student"], toks["teacher"], configs["student"].vocab_size,
+                          configs["teacher"].vocab_size)
     params = {role: count_parameters(c) for role, c in configs.items()}
     here = int(os.environ.get("WORLD_SIZE", "1"))
     sizes = sorted({here, 1, 2, 4, 8, 16, 32})

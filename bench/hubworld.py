@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from evals.datasets import load_benchmark
-from evals.generation import build_prompt, use_chat_template
+from evals.generation import build_prompt, for_batched_generation, use_chat_template
 
 SPLIT_SEED = 20260101  # the fixed shuffle that decides which training rows are held out
 
@@ -34,10 +34,7 @@ def load_tokenizer(path: str):
     except OSError as exc:
         raise ValueError(f"cannot load the tokenizer of {path!r} ({str(exc)[:200]}). Offline, set "
                          "world.student_path / world.teacher_path to local HF-format folders") from exc
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return for_batched_generation(tok)
 
 
 def check_paths(world_cfg) -> None:

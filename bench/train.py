@@ -276,7 +276,9 @@ def train(cfg: DictConfig) -> dict:
     teacher = reference = None
     if cfg.algorithm.needs_teacher:
         teacher = load_model(world.teacher_path, trainable=False)
-        check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path), student, teacher)
+        check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path),
+                              student.get_input_embeddings().num_embeddings,
+                              teacher.get_input_embeddings().num_embeddings)
     if cfg.algorithm.kl_coef > 0:
         reference = load_model(world.student_path, trainable=False)  # the frozen initial student
     rollout_model = student  # full weights: what the engine samples from and final_model/ exports

@@ -71,12 +71,12 @@ def load_model(path: Path | str, trainable: bool):
     return model
 
 
-def check_same_vocabulary(student_tok, teacher_tok, student, teacher) -> None:
-    """OPD compares log-probs token by token: both models must share the tokenizer and vocabulary."""
+def check_same_vocabulary(student_tok, teacher_tok, vs: int, vt: int) -> None:
+    """OPD compares log-probs token by token: both models must share the tokenizer and vocabulary size
+    (``vs`` / ``vt``: the student's and teacher's embedding rows, or their configs' ``vocab_size``)."""
     if student_tok.get_vocab() != teacher_tok.get_vocab():
         diff = set(student_tok.get_vocab().items()) ^ set(teacher_tok.get_vocab().items())
         raise ValueError(f"student and teacher tokenizers differ ({len(diff)} vocabulary entries, e.g. "
                          f"{sorted(diff)[:3]}); OPD needs a teacher with the student's tokenizer")
-    vs, vt = student.get_input_embeddings().num_embeddings, teacher.get_input_embeddings().num_embeddings
     if vs != vt:
         raise ValueError(f"student vocabulary size {vs} != teacher's {vt}; OPD needs identical vocabularies")

@@ -67,10 +67,15 @@ def load_policy(model: str, revision: str, device: str, dtype: str):
                          "HF-format folder instead of a hub id (download it elsewhere with "
                          "`huggingface-cli download <id> --local-dir <folder>`).") from exc
     policy.to(dev).eval()
-    tok.padding_side = "left"  # batched decoding: prompts end where generation starts
+    return policy, for_batched_generation(tok)
+
+
+def for_batched_generation(tok):
+    """Left padding (prompts end where generation starts) and a pad token (EOS when the model has none)."""
+    tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return policy, tok
+    return tok
 
 
 def use_chat_template(tok, mode: str) -> bool:

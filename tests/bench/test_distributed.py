@@ -132,14 +132,14 @@ def test_distributed_config_errors_name_the_key(base):
             distributed.check_config(compose_config([*base, *overrides]), world=2)
 
 
-@pytest.mark.parametrize("overrides,ok", [([], False), (["trainer.output_dir=/tmp/x"], True),
-                                          (["hydra.run.dir=/tmp/x"], True)])
-def test_torchrun_needs_one_named_run_folder(monkeypatch, overrides, ok):
+@pytest.mark.parametrize("keys,ok", [([], False), (["trainer.output_dir"], True), (["hydra.run.dir"], True)])
+def test_torchrun_needs_one_named_run_folder(monkeypatch, tmp_path, keys, ok):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     from bench.paths import EXPERIMENTS_DIR
 
+    overrides = [f"{key}={tmp_path / 'run'}" for key in keys]
     monkeypatch.setenv("WORLD_SIZE", "2")
     with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)

@@ -45,7 +45,8 @@ LRS = {"OPD": 2e-5, "EffOPD": 2e-5, "OPD-fast": 6e-5}
 
 @pytest.fixture(scope="module")
 def base_config():
-    return OmegaConf.to_container(compose_config(["world=style", "logging.wandb=disabled", "trainer.output_dir=/tmp/unused"]), resolve=True)
+    return OmegaConf.to_container(compose_config(["world=style", "logging.wandb=disabled", "trainer.output_dir=unused"]),
+                                 resolve=True)
 
 
 def _fake_models(cfg: dict, cache: Path) -> None:
@@ -205,7 +206,8 @@ def test_single_run_needs_reference_runs(runs_tree):
 
 def test_paper_scale_hub_runs_need_pinned_revisions(tmp_path):
     cfg = OmegaConf.to_container(compose_config(["experiment=paper/opd", "world.teacher_path=org/teacher-4b",
-                                                 "trainer.output_dir=/tmp/unused"]), resolve=True)
+                                                 "trainer.output_dir=unused"]),
+                                 resolve=True)
     for method in ("OPD", "EffOPD"):
         for seed in range(3):
             make_run(tmp_path / "runs" / method / f"seed{seed}", cfg, method, seed, metric="test/avg@32")

@@ -146,13 +146,16 @@ def test_teacher_with_another_vocabulary_is_rejected(micro_cfg):
 
     world = load_world(micro_cfg())
     student = load_model(world.student_path, trainable=True)
+    rows = student.get_input_embeddings().num_embeddings
     core = Tokenizer(models.WordLevel(vocab={"<pad>": 0, "<eos>": 1, "<unk>": 2, "a": 3}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     other = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
     with pytest.raises(ValueError, match="tokenizers differ"):
-        check_same_vocabulary(world.tokenizer, other, student, student)
+        check_same_vocabulary(world.tokenizer, other, rows, rows)
     same = AutoTokenizer.from_pretrained(world.teacher_path)
-    check_same_vocabulary(world.tokenizer, same, student, student)  # the real pair passes
+    check_same_vocabulary(world.tokenizer, same, rows, rows)  # the real pair passes
+    with pytest.raises(ValueError, match="vocabulary size"):
+        check_same_vocabulary(world.tokenizer, same, rows, rows + 1)
 
 
 def test_wandb_offline_by_default(micro_cfg, tmp_path, monkeypatch):

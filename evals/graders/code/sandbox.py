@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.graders.code.sandbox_child import WORKDIR_NS
+
 CHILD = str(Path(__file__).with_name("sandbox_child.py"))
 REPO_ROOT = str(Path(__file__).resolve().parents[3])
 ISOLATIONS = ("auto", "namespaces", "rlimits")
@@ -232,7 +234,7 @@ def _run_raw(*, source: str | None = None, stdin: str = "", entry: str | None = 
     root = os.geteuid() == 0
     drop = root and (namespaces or all(_reachable_by_others(p) for p in _expose_paths()))
     uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if drop else None
-    workdir = "/tmp/sandbox" if namespaces else tempfile.mkdtemp(prefix="effopd-sandbox-")
+    workdir = WORKDIR_NS if namespaces else tempfile.mkdtemp(prefix="effopd-sandbox-")
     worker = {"entry": entry, "args": args, "source": source, "stdin": stdin, "import_root": REPO_ROOT,
               "guards": not namespaces, "allow_fork": allow_fork}
     cfg = {"namespaces": namespaces, "uid": uid, "workdir": workdir, "expose": _expose_paths(),

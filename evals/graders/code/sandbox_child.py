@@ -38,8 +38,10 @@ MNT_DETACH = 2
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE = 442, -100, 0x8000  # 442 on every arch (syscalls >= 424 are unified)
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-WORKDIR_NS = "/tmp/sandbox"
 PRIVATE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
+# The program's working dir inside the jail: on the private tmpfs the sandbox mounts over /tmp in its own mount
+# namespace, so it never touches (or needs) the host's /tmp.
+WORKDIR_NS = PRIVATE_TMPFS[0] + "/sandbox"
 
 _LIBC = []
 
