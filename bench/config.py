@@ -50,7 +50,7 @@ class WorldConfig:
     kind: str = "tiny"  # "tiny" | "hub"
     name: str = "style"  # label used in tables
     digits: int = 3  # operand digits of the addition task
-    criterion: str = "answer_in_style"  # "answer" or "answer_in_style" (see bench.tinyworld.task)
+    criterion: str = "answer_in_style"  # "answer" or "answer_in_style" (see evals.datasets.tinyworld_task)
     arch: ArchConfig = field(default_factory=ArchConfig)
     base: RecipeConfig = field(default_factory=RecipeConfig)  # pretrained base (used when init == "base")
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
@@ -119,7 +119,7 @@ class RolloutConfig:
     """Sampling for training rollouts."""
 
     engine: str = "hf"  # "hf" (HF generate), "qwen3_fast" (Qwen3 on CPU only, bit-identical to hf, faster) or
-    # "vllm" (an in-process vllm.LLM, bench/rollout/vllm_engine.py: GPUs, or CPU in .venv-vllm)
+    # "vllm" (an in-process vllm.LLM, core/rollout/vllm_engine.py: GPUs, or CPU in .venv-vllm)
     n: int = 1  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
@@ -168,7 +168,7 @@ class TrainerConfig:
     save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
     resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir)
     save_final_model: bool = True  # write the final student in HF format
-    snapshot_steps: str = ""  # parameter snapshots for bench.analysis (issue 6): "" = off; "+"-joined "pow2"
+    snapshot_steps: str = ""  # parameter snapshots for bench.studies.analysis (issue 6): "" = off; "+"-joined "pow2"
     # (0, 1, 2, 4, ...), "every:K", "at:S1,S2"; step 0 and the final step always; only the 2-D attention/MLP
     # weights and the input embedding, rank 0, atomic safetensors in <output_dir>/snapshots/
     activation_checkpointing: bool = False  # recompute each decoder layer in backward (HF gradient
@@ -235,7 +235,7 @@ def compose_config(overrides: list[str]):
     """The resolved experiment config for ``overrides``, outside a Hydra app (CLI helpers, tests)."""
     from hydra import compose, initialize_config_dir
 
-    from bench.paths import EXPERIMENTS_DIR
+    from core.paths import EXPERIMENTS_DIR
 
     register_configs()
     with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):

@@ -1,14 +1,8 @@
-"""``python -m bench.submit <run or table> --name ... --contact ...``: package results for the leaderboard.
-
-See bench/leaderboard/bundle.py for what goes into a bundle, and ``python -m bench.leaderboard`` to validate
-and render.
-"""
-
-from __future__ import annotations
+"""``python -m bench.submit``: the leaderboard's submit command (bench/studies/leaderboard/submit.py)."""
 
 import sys
 
-from bench.leaderboard.bundle import main
+from bench.studies.leaderboard.submit import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.rollout import SamplingParams
+from core.rollout import SamplingParams
 from evals.datasets import Example, render
 
 CHUNK_SEED_STRIDE = 1_000_003

@@ -1,7 +1,7 @@
 """One grader per benchmark kind, behind one call: samples in, per-sample (status, score, extracted) out.
 
 - maths: ``evals.graders.pool.GraderPool`` (math-verify or strict in worker processes with deadlines);
-- tinyworld: the trainer's own criterion (``bench.tinyworld.task.score_response``), so an eval of a
+- tinyworld: the trainer's own criterion (``evals.datasets.tinyworld_task.score_response``), so an eval of a
   tiny-world checkpoint scores exactly what the trainer's periodic eval scores;
 - code: evalplus (HumanEval+ / MBPP+) through ``evals.graders.code.evalplus_grader``, on the code that
   evalplus's own ``sanitize`` extracts from the response (markdown fences, the entry point's dependencies),
@@ -16,7 +16,7 @@ import importlib.metadata
 import json
 import re
 
-from bench.paths import RESULTS_DIR
+from core.paths import RESULTS_DIR
 from evals.graders.math import MathGrade, extract_last_boxed
 from evals.graders.pool import GradeItem, GraderPool
 
@@ -104,7 +104,7 @@ class Grader:
 
 
 def grade_tiny(example, response: str, truncated: bool, criterion: str) -> SampleGrade:
-    from bench.tinyworld.task import Problem, score_response  # lazy: evals imports without the trainer
+    from evals.datasets.tinyworld_task import Problem, score_response  # lazy: evals imports without the trainer
 
     problem = Problem(uid=example.id, prompt=example.problem, answer=example.answer, a=example.meta["a"],
                       b=example.meta["b"])

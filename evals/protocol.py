@@ -11,7 +11,7 @@ import hashlib
 import platform
 from pathlib import Path
 
-from bench import provenance
+from core import provenance
 
 PACKAGES = ("effopd-bench", "torch", "transformers", "math-verify", "evalplus", "vllm", "datasets")
 _HEAD = 1 << 20

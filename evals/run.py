@@ -15,9 +15,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bench.io import append_jsonl, atomic_write_json, read_jsonl
-from bench.paths import REPO_ROOT
-from bench.rollout import SamplingParams, make_engine
+from core.io import append_jsonl, atomic_write_json, read_jsonl
+from core.paths import REPO_ROOT
+from core.rollout import SamplingParams, make_engine
 from evals.config import register_eval_config
 from evals.datasets import get_benchmark, load_benchmark, template_hash
 from evals.generation import CHUNK_SEED_STRIDE, build_prompt, chunks, generate_chunk, load_policy, use_chat_template

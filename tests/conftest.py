@@ -25,7 +25,7 @@ MICRO_RUN = [
 def micro_cache(tmp_path_factory):
     torch.set_num_threads(1)
     cache = tmp_path_factory.mktemp("tinyworld-cache")
-    from bench.tinyworld.build import ensure_world
+    from bench.world.tiny.build import ensure_world
 
     ensure_world(compose_config(["world=style", *MICRO_WORLD, f"world.cache_dir={cache}"]).world)
     return cache

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from bench.rollout import RolloutBatch
+from core.rollout import RolloutBatch
 
 
 @dataclass

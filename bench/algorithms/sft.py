@@ -1,7 +1,7 @@
 """SFT on teacher trajectories: weight 1 on every response token, used with the ``nll`` loss.
 
 The rollouts come from a cached set of teacher samples for the same prompts
-(``algorithm.rollout_source=teacher``, see ``bench.rollout.teacher_cache``), so SFT runs through the same
+(``algorithm.rollout_source=teacher``, see ``bench.world.teacher_samples``), so SFT runs through the same
 loop, logging, evaluation and checkpoints as the on-policy algorithms.
 """
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.provenance import sha256_file
+from core.provenance import sha256_file
 from evals.datasets.registry import Benchmark, Fields, get_benchmark
 
 DATA_DIR_ENV = "EFFOPD_DATA_DIR"
@@ -105,7 +105,7 @@ def _from_hub(bench: Benchmark) -> LoadedBenchmark:
 
 
 def _tiny_world(bench: Benchmark, n: int, digits: int) -> LoadedBenchmark:
-    from bench.tinyworld.task import sample_problems  # lazy: evals must not need the trainer to import
+    from evals.datasets.tinyworld_task import sample_problems  # lazy: evals must not need the trainer to import
 
     problems = sample_problems("test", n, seed=0, digits=digits)
     examples = [Example(id=p.uid, problem=p.prompt, answer=p.answer, meta={"a": p.a, "b": p.b}) for p in problems]

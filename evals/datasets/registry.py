@@ -93,7 +93,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
               hub_fields=Fields("prompt", "", "task_id"), extra_fields=("entry_point",)),
     # The tiny world's test split is generated, not stored: no file, no hub, nothing to verify.
     Benchmark(name="tinyworld", kind="tiny", grader="tinyworld", template="raw",
-              notes="the built-in tiny world's test split (bench.tinyworld.task), graded by its criterion"),
+              notes="the built-in tiny world's test split (evals.datasets.tinyworld_task), graded by its criterion"),
 ]}
 
 

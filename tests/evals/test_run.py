@@ -14,7 +14,7 @@ from evals.run import run_eval
 @pytest.fixture
 def student_path(micro_cache):
     from bench.config import compose_config
-    from bench.tinyworld.build import model_key
+    from bench.world.tiny.build import model_key
     from tests.conftest import MICRO_WORLD
 
     world = compose_config(["world=style", *MICRO_WORLD, f"world.cache_dir={micro_cache}"]).world
@@ -70,9 +70,9 @@ def test_greedy_eval_agrees_with_the_trainers_periodic_eval(student_path, tmp_pa
     import torch
     from transformers import AutoTokenizer
 
-    from bench.rollout import SamplingParams, make_engine
-    from bench.tinyworld.task import sample_problems
     from bench.world import load_model
+    from core.rollout import SamplingParams, make_engine
+    from evals.datasets.tinyworld_task import sample_problems
 
     run_eval(eval_cfg(student_path, tmp_path / "g", "n=1", "temperature=0", "criterion=answer_in_style"))
     rows = read(tmp_path / "g" / "samples.jsonl")
@@ -93,8 +93,8 @@ def test_greedy_eval_agrees_with_the_trainers_periodic_eval(student_path, tmp_pa
     ("wrong_sum", False, "answer", "wrong"),
 ])
 def test_tiny_world_statuses_follow_the_trainers_criterion(response, truncated, criterion, status):
-    from bench.tinyworld.task import Style, make_problem, render_solution, score_response
     from evals.datasets import Example
+    from evals.datasets.tinyworld_task import Style, make_problem, render_solution, score_response
     from evals.grading import grade_tiny
 
     p = make_problem(357, 475)

@@ -18,7 +18,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from evals.graders.code import evalplus_grader as eg
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = ceiling(ds, parallel=a.parallel, limit=a.limit, data_dir=a.data_dir, cache_dir=a.cache_dir,
                           min_time_limit=a.min_time_limit, gt_time_limit_factor=a.gt_time_limit_factor,
                           memory_bytes=a.memory_mb << 20, isolation=a.isolation)
-        summary["generated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        summary["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         summary["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                               "sandbox": {k: v for k, v in sandbox.capabilities().items() if k != "setup"}}
         report["datasets"][ds] = summary

@@ -1,0 +1,1 @@
+"""Weight extrapolation hooks that run after the optimizer step: EffOPD (the paper's method)."""

@@ -1,0 +1,1 @@
+"""Studies: grids of training runs and the tables, figures and reports made from them."""

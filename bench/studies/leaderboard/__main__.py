@@ -1,0 +1,70 @@
+"""``python -m bench.leaderboard validate [file ...] [--check-files]`` and ``python -m bench.leaderboard render``.
+
+validate: every file given (default: every bundle in results/leaderboard/submissions/); prints OK or
+REJECTED with one line per reason, exits 1 if any is rejected. render: validates the same folder, then writes
+results/LEADERBOARD.md and results/leaderboard.html from the accepted bundles (rejected ones are left out,
+and the command fails, so `make leaderboard` never publishes a bad board silently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.studies.leaderboard.bundle import SUBMISSIONS_DIR
+from bench.studies.leaderboard.render import render
+from bench.studies.leaderboard.validate import file_problems, load_json, submission_files, validate_file
+from core.paths import RESULTS_DIR
+
+
+def _validate(files: list[Path], submissions_dir: Path | None, check_files: bool) -> tuple[list[Path], int]:
+    ok, bad = [], 0
+    for f in files:
+        problems = validate_file(f, submissions_dir=submissions_dir, check_files=check_files)
+        if problems:
+            bad += 1
+            print(f"REJECTED {os.path.relpath(f)}:")
+            for p in problems:
+                print(f"  - {p}")
+        else:
+            ok.append(f)
+            note = ""
+            if check_files:
+                note = f" ({file_problems(load_json(f))[1]} listed run files found and matched)"
+            print(f"OK {os.path.relpath(f)}{note}")
+    return ok, bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.leaderboard", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="validate submission bundles")
+    v.add_argument("files", nargs="*", type=Path)
+    v.add_argument("--submissions", type=Path, default=SUBMISSIONS_DIR,
+                   help="folder of accepted submissions (duplicate check; default: the board's)")
+    v.add_argument("--check-files", action="store_true",
+                   help="also hash the run files the bundle lists, where they exist locally")
+    r = sub.add_parser("render", help="write results/LEADERBOARD.md and results/leaderboard.html")
+    r.add_argument("--submissions", type=Path, default=SUBMISSIONS_DIR)
+    r.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    if args.cmd == "validate":
+        files = args.files or submission_files(args.submissions)
+        if not files:
+            print(f"no submissions under {args.submissions}")
+            return 0
+        dup_dir = None if not args.files else args.submissions
+        ok, bad = _validate(files, dup_dir, args.check_files)
+        print(f"{len(ok)} accepted, {bad} rejected")
+        return 1 if bad else 0
+    ok, bad = _validate(submission_files(args.submissions), None, False)
+    paths = render([load_json(f) for f in ok], args.out)
+    print(f"wrote {os.path.relpath(paths['md'])} and {os.path.relpath(paths['html'])} ({len(ok)} submissions)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Checkpoints that hold everything needed to continue exactly, sharded, written atomically.
+
+``<output_dir>/checkpoints/step_000010/`` is a ``torch.distributed.checkpoint`` (DCP) folder:
+
+- the DCP files: model and optimizer (``get_state_dict``: sharded DTensors under FSDP2, plain tensors on
+  one process) and every dict of tensors in the trainer state (the EffOPD anchor, laid out like the
+  parameters, so it stays sharded);
+- ``trainer_state.pt`` (rank 0): step, seconds, scheduler, data position and the rest of the EffOPD state;
+- ``rng_rank<r>.pt``: each rank's RNG streams.
+
+DCP reshards on load, so a checkpoint resumes on any world size, one process included. All ranks write into
+``.tmp-step_000010/``; rank 0 renames it into place once everyone is done, then replaces ``latest`` (a
+text file naming it): a crash mid-write leaves the previous checkpoint and pointer intact. The output folder
+must be shared by all ranks (one machine, or a shared filesystem across nodes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from bench import distributed
+from core.io import atomic_write_text
+
+IN_DCP = "<tensors in the DCP files>"  # stands in trainer_state.pt for a dict of tensors saved through DCP
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if distributed.device().type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and distributed.device().type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+@contextlib.contextmanager
+def _quiet_single_process():
+    """DCP warns on every single-process save/load that it assumes one process: that is the intent here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def _is_tensor_dict(x) -> bool:
+    return isinstance(x, dict) and bool(x) and all(isinstance(v, torch.Tensor) for v in x.values())
+
+
+def _split(state: dict) -> tuple[dict, dict]:
+    """``{"effopd": {"anchor": {name: tensor}, "num_evals": 3}}`` -> DCP tensors ``{"effopd.anchor": {...}}``
+    and the picklable rest, where ``IN_DCP`` marks what moved."""
+    tensors, rest = {}, {}
+    for key, value in state.items():
+        if isinstance(value, dict) and any(_is_tensor_dict(v) for v in value.values()):
+            rest[key] = {}
+            for sub, v in value.items():
+                if _is_tensor_dict(v):
+                    tensors[f"{key}.{sub}"] = v
+                rest[key][sub] = IN_DCP if _is_tensor_dict(v) else v
+        else:
+            rest[key] = value
+    return tensors, rest
+
+
+def save_checkpoint(output_dir: str | Path, step: int, model, optimizer, state: dict, keep_last: int = 2) -> Path:
+    """Collective under torchrun: every rank calls it at the same step."""
+    ckpt_dir = Path(output_dir) / "checkpoints"
+    path = ckpt_dir / f"step_{step:06d}"
+    tmp = ckpt_dir / f".tmp-{path.name}"  # the same name on every rank: they all write into it
+    if distributed.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a crash mid-write
+        tmp.mkdir(parents=True)
+    distributed.barrier()
+    tensors, rest = _split(state)
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    with _quiet_single_process():
+        dcp.save({"model": model_sd, "optim": optim_sd, "tensors": tensors}, checkpoint_id=tmp,
+                 no_dist=distributed.world_size() == 1)
+    torch.save(rng_state(), tmp / f"rng_rank{distributed.rank()}.pt")
+    if distributed.is_main():
+        torch.save({**rest, "world_size": distributed.world_size()}, tmp / "trainer_state.pt")
+    distributed.barrier()
+    if distributed.is_main():
+        if path.exists():  # the same step written again (a rerun): replace it
+            shutil.rmtree(path)
+        tmp.rename(path)
+        atomic_write_text(ckpt_dir / "latest", path.name + "\n")
+        old = sorted(p for p in ckpt_dir.glob("step_*") if p != path)
+        for stale in old[: max(len(old) - (keep_last - 1), 0)] if keep_last > 0 else []:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    distributed.barrier()
+    return path
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    pointer = Path(output_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    if not path.exists():
+        raise FileNotFoundError(f"{pointer} names {path.name}, which is missing; delete {pointer} to resume "
+                                "from scratch or restore the checkpoint")
+    return path
+
+
+def load_checkpoint(path: str | Path, model, optimizer, tensors_like: dict | None = None) -> dict:
+    """Load model and optimizer in place; return the trainer state (step, scheduler, data, EffOPD, this
+    rank's RNG). Every saved dict of tensors is laid out like ``tensors_like`` (the EffOPD anchor: one
+    tensor per extrapolated parameter, sharded like it)."""
+    path = Path(path)
+    if path.is_file():
+        return _load_single_file(path, model, optimizer)
+    try:
+        state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        keys = [f"{k}.{s}" for k, v in state.items() if isinstance(v, dict) for s, x in v.items()
+                if isinstance(x, str) and x == IN_DCP]
+        if keys and tensors_like is None:
+            raise ValueError(f"{path} holds {keys} but this run has nothing to load them into")
+        tensors = {k: {n: torch.empty_like(t) for n, t in tensors_like.items()} for k in keys}
+        payload = {"model": model_sd, "optim": optim_sd, "tensors": tensors}
+        with _quiet_single_process():
+            dcp.load(payload, checkpoint_id=path, no_dist=distributed.world_size() == 1)
+    except (OSError, RuntimeError, KeyError, EOFError, CheckpointException) as err:  # truncated or foreign: say so
+        raise ValueError(f"cannot read checkpoint {path}: {err}. Delete it (and fix checkpoints/latest) to resume "
+                         "from the previous one") from err
+    set_state_dict(model, optimizer, model_state_dict=payload["model"], optim_state_dict=payload["optim"])
+    for k in keys:
+        key, sub = k.split(".", 1)
+        state[key][sub] = tensors[k]
+    rng = path / f"rng_rank{distributed.rank()}.pt"
+    # A rank the writing run did not have continues rank 0's streams (identical under dist_rollouts=replicate;
+    # split rollouts draw from per-rank seeds, not from these streams).
+    state["rng"] = torch.load(rng if rng.exists() else path / "rng_rank0.pt", weights_only=False)
+    return state
+
+
+def _load_single_file(path: Path, model, optimizer) -> dict:
+    """A checkpoint from before the DCP format (``step_NNNNNN.pt``, written by one process)."""
+    if distributed.world_size() > 1:
+        raise ValueError(f"{path} is a single-file checkpoint from an older version: resume it on one process")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}. Delete it (and fix checkpoints/latest) to "
+                         "resume from the previous one") from err
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    return state

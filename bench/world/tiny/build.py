@@ -1,0 +1,207 @@
+"""Build (train and cache) the tiny world's base, teacher and student: real Qwen3 models, HF safetensors.
+
+Each model is trained by supervised learning on rendered solutions and cached under
+``<cache_dir>/<role>-<hash of its recipe, its parent's recipe, the architecture and the task>``, so a
+changed recipe rebuilds and an unchanged one is reused (also across worlds that share a recipe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+from bench.algorithms.logprobs import response_logprobs
+from bench.world.evaluation import evaluate_criteria
+from bench.world.tiny.tokenizer import build_char_tokenizer
+from core.io import atomic_write_json, file_lock
+from core.rollout import HFRolloutEngine
+from evals.datasets.tinyworld_task import Style, render_solution, sample_problems, split_of
+
+REPORT = "build_report.json"
+
+
+def _plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg)
+
+
+def model_key(world, role: str) -> str:
+    recipe = _plain(getattr(world, role))
+    # The role is not part of the key: two roles (or worlds) with the same recipe share one cached model.
+    spec = {"arch": _plain(world.arch), "recipe": recipe, "digits": world.digits, "v": 2}  # bump v when data changes
+    if recipe["init"] == "base":
+        spec["parent"] = model_key(world, "base")
+    elif recipe["init"] != "scratch":
+        raise ValueError(f"world.{role}.init={recipe['init']!r}; use 'scratch' or 'base'")
+    return "model-" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def new_model(arch, tokenizer) -> Qwen3ForCausalLM:
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers, num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_key_value_heads, head_dim=arch.head_dim,
+        max_position_embeddings=arch.max_position_embeddings, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    return Qwen3ForCausalLM(config)
+
+
+def _sample_styles(rng: random.Random, style_mix) -> Style:
+    carry, sep, restate = (rng.random() < q for q in style_mix)
+    return Style(carry=carry, sep=sep, restate=restate)
+
+
+def _sft_batch(rng: random.Random, tokenizer, digits: int, batch_size: int, style_mix):
+    """Right-padded ``[prompt | solution <eos>]`` rows with a loss mask on the solution tokens."""
+    lo, hi = 10 ** (digits - 1), 10**digits - 1
+    rows, masks = [], []
+    while len(rows) < batch_size:
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        if split_of(a, b) != "train":
+            continue
+        prompt = tokenizer.convert_tokens_to_ids(list(f"{a}+{b}="))
+        answer = tokenizer.convert_tokens_to_ids(list(render_solution(a, b, _sample_styles(rng, style_mix))))
+        rows.append(prompt + answer + [tokenizer.eos_token_id])
+        masks.append([0] * len(prompt) + [1] * (len(answer) + 1))
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    loss_mask = torch.tensor([m + [0] * (width - len(m)) for m in masks], dtype=torch.float)
+    return ids, attn, loss_mask
+
+
+def sft_train(model, tokenizer, recipe, digits: int, desc: str = "sft") -> list[float]:
+    """Supervised training on rendered solutions; returns the loss curve (every 50 steps)."""
+    torch.manual_seed(recipe.seed)
+    rng = random.Random(f"sft-{recipe.seed}")
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.0)
+
+    def lr_at(step: int) -> float:  # linear warm-up then cosine decay to 10% of the peak
+        if step < recipe.warmup_steps:
+            return (step + 1) / recipe.warmup_steps
+        progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    losses = []
+    for step in range(recipe.steps):
+        ids, attn, loss_mask = _sft_batch(rng, tokenizer, digits, recipe.batch_size, recipe.style_mix)
+        lp = response_logprobs(model, ids, attn, ids.shape[1] - 1)
+        loss = -(lp * loss_mask[:, 1:]).sum() / loss_mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == recipe.steps - 1:
+            losses.append(round(loss.item(), 5))
+            print(f"[{desc}] step {step}/{recipe.steps} loss {loss.item():.4f}", flush=True)
+    return losses
+
+
+def measure(model, tokenizer, digits: int, n_test: int = 256) -> dict:
+    """Test-split accuracy under both criteria: greedy, and temperature-1 avg@4."""
+    engine = HFRolloutEngine(model, tokenizer)
+    problems = sample_problems("test", n_test, seed=0, digits=digits)
+    criteria = ("answer", "answer_in_style")
+    greedy = evaluate_criteria(engine, problems, criteria, temperature=0.0)
+    sampled = evaluate_criteria(engine, problems, criteria, n=4, temperature=1.0, seed=1234)
+    out = {}
+    for criterion in criteria:
+        out[f"greedy/{criterion}"] = greedy[criterion].accuracy
+        out[f"sampled_avg@4/{criterion}"] = sampled[criterion].accuracy
+    return out
+
+
+def ensure_model(world, role: str) -> Path:
+    """Path of the cached model for ``role``; trains and saves it (atomically) when missing."""
+    cache = Path(world.cache_dir)
+    key = model_key(world, role)
+    final = cache / key
+    if (final / REPORT).exists():
+        return final
+    with file_lock(cache / f".{key}.lock"):
+        if (final / REPORT).exists():
+            return final
+        recipe = getattr(world, role)
+        t0 = time.time()
+        if recipe.init == "base":
+            parent = ensure_model(world, "base")
+            tokenizer = AutoTokenizer.from_pretrained(parent)
+            model = Qwen3ForCausalLM.from_pretrained(parent)
+            t0 = time.time()
+        else:
+            tokenizer = build_char_tokenizer()
+            torch.manual_seed(recipe.seed)
+            model = new_model(world.arch, tokenizer)
+        losses = sft_train(model, tokenizer, recipe, world.digits, desc=f"build {role}")
+        train_seconds = time.time() - t0
+        report = {"role": role, "key": key, "recipe": _plain(recipe), "arch": _plain(world.arch),
+                  "train_seconds": round(train_seconds, 1), "loss_curve": losses,
+                  "test": measure(model, tokenizer, world.digits), "threads": torch.get_num_threads()}
+        tmp = cache / f".{key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / REPORT, report)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        print(f"[build {role}] {key}: {json.dumps(report['test'])} in {train_seconds:.0f}s", flush=True)
+        return final
+
+
+def ensure_world(world) -> tuple[Path, Path]:
+    """(student_path, teacher_path) of a tiny world, building whatever is missing."""
+    if world.kind != "tiny":
+        raise ValueError(f"ensure_world builds tiny worlds only, got world.kind={world.kind!r}")
+    return ensure_model(world, "student"), ensure_model(world, "teacher")
+
+
+def load_report(path: Path) -> dict:
+    return json.loads((Path(path) / REPORT).read_text())
+
+
+def _build_one(overrides: list[str], role: str, threads: int) -> str:
+    from bench.config import compose_config
+
+    torch.set_num_threads(threads)
+    return str(ensure_model(compose_config(overrides).world, role))
+
+
+def build_world(overrides: list[str], parallel: int = 2) -> dict[str, str]:
+    """Build whatever the world named by config ``overrides`` is missing; returns {role: cache path}.
+
+    The base trains first with all threads; teacher and student then train in parallel processes (one
+    thread each) when ``parallel > 1``."""
+    from bench.config import compose_config
+
+    world = compose_config(overrides).world
+    paths = {}
+    if any(getattr(world, r).init == "base" for r in ("teacher", "student")):
+        paths["base"] = _build_one(overrides, "base", threads=torch.get_num_threads())
+    roles = ["teacher", "student"]
+    missing = [r for r in roles if not (Path(world.cache_dir) / model_key(world, r) / REPORT).exists()]
+    if parallel > 1 and len(missing) > 1:
+        with mp.get_context("spawn").Pool(len(roles)) as pool:
+            built = pool.starmap(_build_one, [(overrides, r, 1) for r in roles])
+    else:
+        built = [_build_one(overrides, r, torch.get_num_threads()) for r in roles]
+    paths.update(zip(roles, built))
+    for role, path in paths.items():
+        report = load_report(path)
+        print(json.dumps({"world": world.name, "role": role, "path": path, "train_seconds": report["train_seconds"],
+                          "test": report["test"]}), flush=True)
+    return paths

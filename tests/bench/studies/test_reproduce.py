@@ -1,0 +1,49 @@
+"""The reproduce / regimes orchestration: LR selection on validation data, target sensitivity, run reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.studies.launcher import Job
+from bench.studies.regimes import regime_job, table2_label
+from bench.studies.speedup import load_runs
+from bench.studies.table2 import DEFAULT_LR, run_job, selection_score, target_sensitivity
+from tests.bench.studies.test_table2 import CURVES, write_run
+
+
+def test_selection_score_is_mean_validation_accuracy(tmp_path):
+    (run,) = load_runs(write_run(tmp_path, "OPD", 0, CURVES[("OPD", 0)]))
+    assert selection_score(run) == pytest.approx(sum(CURVES[("OPD", 0)]) / 6)
+
+
+def test_target_sensitivity_lower_targets_are_reached_earlier(tmp_path):
+    for (method, seed), accs in CURVES.items():
+        write_run(tmp_path, method, seed, accs)
+    rows = target_sensitivity(load_runs(tmp_path), fractions=(0.5, 0.95))
+    assert [r["fraction"] for r in rows] == [0.5, 0.95]
+    opd = {r["fraction"]: next(x for x in r["rows"] if x["method"] == "OPD") for r in rows}
+    assert opd[0.5]["steps_to_target"]["mean"] == 10.0  # both OPD seeds reach 0.48 at step 10
+    assert opd[0.95]["steps_to_target"]["mean"] == 25.0  # steps 20 and 30
+    eff = next(x for x in rows[1]["rows"] if x["method"] == "EffOPD")
+    assert eff["speedup_steps"]["mean"] == pytest.approx(2.5)
+
+
+def test_regimes_reuse_identical_table2_runs(tmp_path):
+    table2 = tmp_path / "table2"
+    done = table2 / "OPD-lr6e-5" / "seed1"
+    done.mkdir(parents=True)
+    (done / "summary.json").write_text(json.dumps({"status": "complete"}))
+    assert table2_label("OPD", DEFAULT_LR) == "OPD" and table2_label("EffOPD", 6e-5) is None
+    reused = regime_job(tmp_path / "regimes", "style", 6e-5, "OPD", 1, table2)
+    assert reused.run_dir == done and reused.done
+    fresh = regime_job(tmp_path / "regimes", "scratch", 6e-5, "OPD", 1, table2)
+    assert fresh.run_dir == tmp_path / "regimes" / "scratch" / "6e-5" / "OPD" / "seed1"
+    assert "world=scratch" in fresh.overrides and "trainer.lr=6e-05" in fresh.overrides
+    assert isinstance(fresh, Job) and not fresh.done
+
+
+def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
+    assert "data.selection_prompts=0" not in run_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
+    assert "data.selection_prompts=0" in run_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides

@@ -1,0 +1,166 @@
+"""The shared trainer on a micro tiny world: pinned behaviour, exact resume, self-distillation, config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+from safetensors.torch import load_file
+
+from bench.config import compose_config
+from bench.train import train
+from core.io import read_jsonl
+
+
+def _final_weights(out):
+    return load_file(str(out / "final_model" / "model.safetensors"))
+
+
+def test_opd_run_writes_all_outputs(micro_cfg, tmp_path):
+    summary = train(micro_cfg(["experiment=opd"]))
+    out = tmp_path / "run"
+    metrics = read_jsonl(out / "metrics.jsonl")
+    evals = read_jsonl(out / "evals.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert [e["step"] for e in evals] == [0, 2, 4]
+    for key in ("loss", "grad_norm", "reverse_kl", "adv_mean", "response_length", "time/generate", "time/score",
+                "time/update", "time/validation", "train_seconds"):
+        assert key in metrics[0], key
+    # OPD's mean advantage is minus the reverse-KL estimate.
+    assert metrics[0]["adv_mean"] == pytest.approx(-metrics[0]["reverse_kl"], abs=1e-5)
+    assert summary["status"] == "complete" and summary["validation_seconds"] == 0.0
+    assert {"test/greedy", "val/greedy", "test/avg@2"} <= set(evals[-1])
+    assert (out / "config.yaml").exists() and (out / "final_model" / "config.json").exists()
+    # Plain OPD still logs the direction diagnostic at pow2 steps, at no validation cost.
+    probe = read_jsonl(out / "effopd.jsonl")
+    assert [p["step"] for p in probe] == [1, 2, 4] and probe[0]["cos_prev_window"] is None
+    assert probe[1]["cos_prev_window"] is not None
+
+
+def test_selection_prompts_off_skips_them_and_leaves_training_identical(micro_cfg, tmp_path):
+    with_sel, without = tmp_path / "with", tmp_path / "without"
+    train(micro_cfg(["experiment=opd"], out=with_sel))
+    train(micro_cfg(["experiment=opd", "data.selection_prompts=0"], out=without))
+    assert all("val/greedy" in e for e in read_jsonl(with_sel / "evals.jsonl"))
+    assert not any("val/greedy" in e for e in read_jsonl(without / "evals.jsonl"))
+    assert [m["loss"] for m in read_jsonl(with_sel / "metrics.jsonl")] == \
+        [m["loss"] for m in read_jsonl(without / "metrics.jsonl")]
+    a, b = _final_weights(with_sel), _final_weights(without)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_effopd_run_logs_triggers_and_overhead(micro_cfg, tmp_path):
+    summary = train(micro_cfg(["experiment=effopd"]))
+    triggers = read_jsonl(tmp_path / "run" / "effopd.jsonl")
+    assert [t["step"] for t in triggers] == [1, 2, 4]
+    for t in triggers:
+        assert 1 <= len(t["candidates"]) <= 5
+        assert t["candidates"][0]["multiplier"] == 2.0
+        assert t["accepted_multiplier"] in {0.0} | {c["multiplier"] for c in t["candidates"]}
+        assert t["tokens"] > 0 and t["seconds"] > 0
+    assert summary["validation_seconds"] == pytest.approx(sum(t["seconds"] for t in triggers), rel=1e-3)
+    assert summary["validation_tokens"] == sum(t["tokens"] for t in triggers)
+
+
+def test_resume_is_bit_exact(micro_cfg, tmp_path):
+    """N steps == N/2 steps + resume + N/2 steps: weights and every logged loss, bit for bit."""
+    straight = tmp_path / "straight"
+    train(micro_cfg(["experiment=effopd"], out=straight))
+    split = tmp_path / "split"
+    train(micro_cfg(["experiment=effopd", "trainer.total_steps=2"], out=split))
+    # A stale log line past the checkpoint (as after a crash) must be dropped on resume.
+    with open(split / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 3, "loss": 123.0}) + "\n")
+    train(micro_cfg(["experiment=effopd", "trainer.resume=auto"], out=split))
+    a, b = _final_weights(straight), _final_weights(split)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # Timings differ run to run; avg@k is also computed at the end of the first half (its "last" step).
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "test/avg@")) and k not in
+                           ("train_seconds", "seconds", "eval_seconds")} for r in rows]
+    for name in ("metrics", "effopd", "evals"):
+        assert strip(read_jsonl(straight / f"{name}.jsonl")) == strip(read_jsonl(split / f"{name}.jsonl")), name
+
+
+def test_self_distillation_has_zero_advantage_and_leaves_weights(micro_cfg, micro_cache, tmp_path):
+    cfg = micro_cfg(["experiment=opd", "trainer.total_steps=2", "effopd.probe_when_disabled=false"])
+    # Teacher = student: same recipe for both roles.
+    cfg.world.teacher = cfg.world.student
+    train(cfg)
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(m["adv_abs_mean"] == 0.0 and m["grad_norm"] == 0.0 for m in metrics)
+    from bench.world import load_world
+
+    before = load_file(str(load_world(cfg).student_path / "model.safetensors"))
+    after = _final_weights(tmp_path / "run")
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+
+
+def test_pinned_losses(micro_cfg):
+    """Pin the first two OPD steps on the micro world (torchtune-style regression guard). If a deliberate
+    change moves these numbers, rerun this test, check the new values make sense, and update them."""
+    train(micro_cfg(["experiment=opd", "trainer.total_steps=2", "trainer.eval_every=100"]))
+    m = read_jsonl(micro_cfg().trainer.output_dir + "/metrics.jsonl")
+    assert [r["generated_tokens"] for r in m] == [236, 254]
+    assert [r["loss"] for r in m] == pytest.approx([0.0800504, 0.0634907], rel=1e-4)
+    assert [r["grad_norm"] for r in m] == pytest.approx([1.5775437, 2.2837071], rel=1e-4)
+    # At step 1 the ratio is exactly 1, so the PPO loss is minus the mean advantage = the reverse-KL estimate.
+    assert m[0]["loss"] == pytest.approx(m[0]["reverse_kl"], abs=1e-6)
+    assert m[0]["clip_frac"] == 0.0
+
+
+def test_typo_in_config_key_fails():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose_config(["trainer.lrr=1e-5"])
+
+
+def test_bad_type_fails():
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose_config(["trainer.total_steps=many"])
+
+
+def test_missing_preset_fails():
+    with pytest.raises(ConfigCompositionException):
+        compose_config(["experiment=does_not_exist"])
+
+
+def test_bad_values_name_the_key(micro_cfg):
+    with pytest.raises(ValueError, match="trainer.resume"):
+        train(micro_cfg(["trainer.resume=sometimes"]))
+    with pytest.raises(ValueError, match="effopd.val_prompts"):
+        train(micro_cfg(["effopd.val_prompts=0"]))
+    with pytest.raises(ValueError, match="data.selection_prompts=-1"):
+        train(micro_cfg(["data.selection_prompts=-1"]))
+
+
+def test_teacher_with_another_vocabulary_is_rejected(micro_cfg):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from bench.world import check_same_vocabulary, load_model, load_world
+
+    world = load_world(micro_cfg())
+    student = load_model(world.student_path, trainable=True)
+    rows = student.get_input_embeddings().num_embeddings
+    core = Tokenizer(models.WordLevel(vocab={"<pad>": 0, "<eos>": 1, "<unk>": 2, "a": 3}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    other = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+    with pytest.raises(ValueError, match="tokenizers differ"):
+        check_same_vocabulary(world.tokenizer, other, rows, rows)
+    same = AutoTokenizer.from_pretrained(world.teacher_path)
+    check_same_vocabulary(world.tokenizer, same, rows, rows)  # the real pair passes
+    with pytest.raises(ValueError, match="vocabulary size"):
+        check_same_vocabulary(world.tokenizer, same, rows, rows + 1)
+
+
+def test_wandb_offline_by_default(micro_cfg, tmp_path, monkeypatch):
+    assert compose_config([]).logging.wandb == "offline"
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(micro_cfg(["trainer.total_steps=1", "logging.wandb=offline"]))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
