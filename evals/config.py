@@ -27,13 +27,14 @@ class EvalConfig:
     max_new_tokens: int = 16384  # a sample that hits it is graded "truncated"
     seed: int = 0  # each fixed chunk of problems samples from seed-derived RNG, so resumed runs match fresh ones
     batch_prompts: int = 4  # problems per generate call (each with its n samples)
-    engine: str = "hf"  # rollout engine: "hf" | "qwen3_fast" (tiny Qwen3 on CPU); vLLM arrives with issue 5
+    engine: str = "hf"  # a registered rollout engine (core/rollout/registry.py): "hf" | "qwen3_fast" (tiny Qwen3, CPU)
     dtype: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "float32" | "bfloat16"
     device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
     chat_template: str = "auto"  # "auto" (use the tokenizer's template when it has one) | "on" | "off"
     enable_thinking: bool = False  # Qwen3 chat templates: the paper evaluates in non-thinking mode
     grader: str = ""  # "" = the benchmark's own; maths may override with "strict" or "math_verify"
-    grader_workers: int = 2  # maths grading processes (0 = in-process, no deadline: debugging only); code: sandboxes in parallel
+    grader_workers: int = 2  # maths grading processes (0 = in-process, no deadline: debugging only); code:
+    # sandboxes in parallel
     grader_timeout_s: float = 10.0  # wall-clock deadline per graded sample, enforced by the parent
     criterion: str = "answer_in_style"  # tinyworld only: "answer" | "answer_in_style" (evals.datasets.tinyworld_task)
     tiny_n: int = 200  # tinyworld only: test problems (the trainer's periodic eval uses data.test_prompts)

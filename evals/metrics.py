@@ -14,7 +14,8 @@ Conventions (they matter when comparing with papers):
   first. The problem scores the mean score of the winning group's samples (1 or 0 in practice), 0 if nobody
   voted.
 - Standard errors are over problems: ``sd / sqrt(n_problems)`` with the sample sd (ddof=1); NaN with fewer
-  than 2 problems (None in ``summarize``'s JSON-ready dict). They ignore the sampling noise within a problem, as is usual for these benchmarks.
+  than 2 problems (None in ``summarize``'s JSON-ready dict). They ignore the sampling noise within a problem, as
+  is usual for these benchmarks.
 - Problems whose gold is defective (any sample ``gold_unparseable``) are listed in ``flagged_problems`` and,
   by default, left out of the metrics: scoring them 0 would silently penalise every model.
 """

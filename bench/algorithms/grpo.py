@@ -30,7 +30,7 @@ def group_advantages(rewards: torch.Tensor, groups: torch.Tensor, norm_by_std: b
     return adv.float()
 
 
-@register_advantage("grpo")
+@register_advantage("grpo", min_group_size=2)
 def grpo_advantage(scored: ScoredBatch, student_logp=None, cfg=None) -> torch.Tensor:
     if scored.rewards is None:
         raise ValueError("GRPO needs rewards from the score phase")

@@ -14,7 +14,7 @@ from bench.algorithms.registry import register_advantage
 from bench.algorithms.scored import ScoredBatch
 
 
-@register_advantage("opd", needs_student_logp=True)
+@register_advantage("opd", needs_student_logp=True, needs_teacher=True)
 def opd_advantage(scored: ScoredBatch, student_logp: torch.Tensor, cfg=None) -> torch.Tensor:
     if scored.teacher_logp is None:
         raise ValueError("OPD needs teacher log-probs; set algorithm.needs_teacher=true")

@@ -42,7 +42,7 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return (torch.exp(d) - d - 1.0).clamp(-10.0, 10.0)
 
 
-@register_policy_loss("ppo_clip")
+@register_policy_loss("ppo_clip", importance_ratio=True)
 def ppo_clip_loss(inp: LossInputs, cfg):
     ratio = torch.exp(inp.logp - inp.old_logp)
     adv = inp.advantages

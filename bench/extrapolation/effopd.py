@@ -63,8 +63,8 @@ Scorer = Callable[[int], ValidationScore]
 
 
 class EffOPD:
-    def __init__(self, cfg, model: torch.nn.Module, scorer: Scorer, on_weights_changed: Callable[[], None] = lambda: None,
-                 seed: int = 0):
+    def __init__(self, cfg, model: torch.nn.Module, scorer: Scorer,
+                 on_weights_changed: Callable[[], None] = lambda: None, seed: int = 0):
         if cfg.accept not in ("gt", "ge"):
             raise ValueError(f"effopd.accept={cfg.accept!r}; use 'gt' (strictly greater, official) or 'ge'")
         if cfg.max_tries < 1:

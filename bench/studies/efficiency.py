@@ -1,40 +1,33 @@
-"""``make reproduce-efficiency``: OPD, EffOPD, GRPO, DAPO and SFT on the default tiny world, each at its own
-learning rate chosen on validation data, against an OPD-derived target.
+"""The efficiency table (``make reproduce-efficiency``): OPD, EffOPD, GRPO, DAPO and SFT on the default tiny
+world, each at its own learning rate chosen on validation data, against an OPD-derived target.
 
-Every method sweeps the same grid (``experiments/sweeps/efficiency.yaml``: 2e-5, 6e-5, 2e-4, i.e. x1, x3,
-x10 the OPD default) on the first ``sweep_seeds`` seeds; while a method's best learning rate is the
-largest tried, the grid grows by the next step (6e-4, then 2e-3), so no method is held back by where the
-grid stops. The criterion is
-``bench.studies.table2.selection_score`` (mean greedy accuracy on the validation selection prompts over the
-run). Winners are then run on every seed. The target is 95% of the final accuracy of OPD at *its*
-selected learning rate; speedups are per seed pair relative to that OPD row. Runs identical to
-``make reproduce-table2``'s are reused from its run folder.
+    python -m bench.reproduce efficiency [--seeds 5] [--sweep-seeds 2] [--table2-runs-dir runs/table2]
+
+Grid (``experiments/sweeps/efficiency.yaml``, read when the study runs): every method sweeps the same LRs
+(2e-5, 6e-5, 2e-4, i.e. x1, x3, x10 the OPD default) on the first ``sweep_seeds`` seeds; while a method's best
+learning rate is the largest tried, the grid grows by the next step (6e-4, then 2e-3), so no method is held
+back by where the grid stops. The criterion is ``bench.studies.run_metrics.selection_score`` (mean greedy
+accuracy on the validation selection prompts over the run). Winners are then run on every seed. Target: 95%
+of the final accuracy of OPD at *its* selected learning rate; speedups are per seed pair relative to that OPD
+row. Runs identical to table 2's are reused from its run folder (``jobs.existing_job``).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bench.studies.launcher import Job, run_jobs
-from bench.studies.regimes import table2_label
-from bench.studies.speedup import RunRecord, build_table2, fmt_stat, load_runs, write_table2
+from bench.studies.framework import StudyContext, option, register_study
+from bench.studies.jobs import Job, existing_job, lr_tag, sweep_label, train_job
+from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
+from bench.studies.run_metrics import effopd_diagnostics, selection_score, step_time_split
+from bench.studies.speedup import RunRecord, build_speedup_table, load_runs, write_speedup_table
 from bench.studies.stats import mean_ci
-from bench.studies.table2 import (
-    effopd_diagnostics,
-    git_commit,
-    lr_tag,
-    machine,
-    run_job,
-    selection_score,
-    step_time_split,
-)
-from bench.world.tiny.build import build_world
-from core.paths import EXPERIMENTS_DIR
+from core.paths import EXPERIMENTS_DIR, RESULTS_DIR
 
 SWEEP_FILE = EXPERIMENTS_DIR / "sweeps" / "efficiency.yaml"
+TARGET_FRACTION = 0.95
 
 
 def load_sweep(path: Path = SWEEP_FILE) -> dict:
@@ -51,45 +44,43 @@ def load_sweep(path: Path = SWEEP_FILE) -> dict:
     lrs = [float(x) for x in spec["grid"] + spec["extensions"]]
     if lrs != sorted(set(lrs)) or not spec["grid"]:
         raise ValueError(f"{path}: grid + extensions must be a non-empty increasing list of distinct LRs, got {lrs}")
+    spec["grid"], spec["extensions"] = [float(x) for x in spec["grid"]], [float(x) for x in spec["extensions"]]
     return spec
 
 
-SWEEP = load_sweep()
-METHODS: dict[str, str] = SWEEP["methods"]  # table label -> experiment preset
-LR_GRID = tuple(float(x) for x in SWEEP["grid"])
-LR_EXTENSIONS = tuple(float(x) for x in SWEEP["extensions"])
-REFERENCE: str = SWEEP["reference"]
+def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path, experiment: str | None = None,
+                      needs_selection: bool = False) -> Path | None:
+    """The folder of table 2's identical run (its OPD sweep arms, its EffOPD runs at the default LR), if finished
+    and, when ``needs_selection``, scoring the selection prompts."""
+    job = table2_job(method, lr, seed, table2_dir, experiment or method.lower(), needs_selection)
+    return job.run_dir if job else None
 
 
-def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path) -> Path | None:
-    """The identical run of ``make reproduce-table2``, when it exists and scored the selection prompts
-    whenever this run needs them (its OPD sweep arms and its EffOPD runs at the default LR)."""
-    label = table2_label(method, lr) if method in ("OPD", "EffOPD") else None
-    if label is None:
+def table2_job(method: str, lr: float, seed: int, table2_dir: Path, experiment: str,
+               needs_selection: bool) -> Job | None:
+    if method not in ("OPD", "EffOPD"):
         return None
-    folder = table2_dir / label / f"seed{seed}"
-    return folder if (folder / "summary.json").exists() else None
+    return existing_job(table2_dir, sweep_label(method, lr), experiment, seed, lr, needs_selection=needs_selection)
 
 
-def method_job(runs_dir: Path, table2_dir: Path, method: str, lr: float, seed: int, selection: bool) -> Job:
-    reused = reused_table2_dir(method, lr, seed, table2_dir)
-    if reused is not None and (not selection or _has_selection(reused)):
-        return Job(reused, [])
-    return run_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", METHODS[method], seed, lr, selection=selection)
+def method_job(spec: dict, runs_dir: Path, table2_dir: Path, method: str, lr: float, seed: int,
+               selection: bool) -> Job:
+    """A method's run at ``lr``: table 2's identical run when there is one, else ``<runs_dir>/<method>/...``."""
+    experiment = spec["methods"][method]
+    reused = table2_job(method, lr, seed, table2_dir, experiment, needs_selection=selection)
+    if reused is not None:
+        return reused
+    return train_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", experiment, seed, lr, selection=selection)
 
 
-def _has_selection(folder: Path) -> bool:
-    (run,) = load_runs(folder)
-    return all("val/greedy" in e for e in run.evals)
-
-
-def sweep(args, runs_dir: Path, table2_dir: Path, methods: list[str], sweep_seeds: list[int]) -> dict:
+def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, methods: list[str],
+          sweep_seeds: list[int]) -> dict:
     """Per method: the learning rates tried, their selection scores and the winner."""
-    tried: dict[str, list[float]] = {m: list(LR_GRID) for m in methods}
+    tried: dict[str, list[float]] = {m: list(spec["grid"]) for m in methods}
     while True:
-        jobs = {(m, lr, s): method_job(runs_dir, table2_dir, m, lr, s, selection=True)
+        jobs = {(m, lr, s): method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True)
                 for m in methods for lr in tried[m] for s in sweep_seeds}
-        run_jobs(sorted(jobs.values(), key=lambda j: str(j.run_dir)), workers=args.workers)
+        ctx.run(sorted(jobs.values(), key=lambda j: str(j.run_dir)))
         result, grow = {}, False
         for m in methods:
             cands = []
@@ -98,7 +89,7 @@ def sweep(args, runs_dir: Path, table2_dir: Path, methods: list[str], sweep_seed
                 cands.append({"lr": lr, "selection_score": mean_ci(scores), "seeds": sweep_seeds})
             best = max(cands, key=lambda c: c["selection_score"]["mean"])
             result[m] = {"candidates": cands, "selected_lr": best["lr"]}
-            nxt = [lr for lr in LR_EXTENSIONS if lr > max(tried[m])]
+            nxt = [lr for lr in spec["extensions"] if lr > max(tried[m])]
             if best["lr"] == max(tried[m]) and nxt:
                 tried[m].append(nxt[0])
                 grow = True
@@ -106,17 +97,27 @@ def sweep(args, runs_dir: Path, table2_dir: Path, methods: list[str], sweep_seed
             return result
 
 
-def reproduce_efficiency(args) -> dict:
-    t0 = time.time()
+@register_study("efficiency", after=("table2",),
+                help="OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs -> results/efficiency.*", options=(
+    option("--seeds", type=int, default=None, help="seeds per method (default: the sweep file's)"),
+    option("--sweep-seeds", type=int, default=None, help="seeds per LR-sweep arm (default: the sweep file's)"),
+    option("--sweep-file", default=str(SWEEP_FILE), help="methods, LR grid and seeds"),
+    option("--runs-dir", default="runs/efficiency"),
+    option("--table2-runs-dir", default="runs/table2", help="identical runs are reused from here"),
+    option("--out", default=str(RESULTS_DIR)),
+))
+def reproduce_efficiency(ctx: StudyContext) -> dict:
+    args = ctx.args
+    spec = load_sweep(Path(args.sweep_file))
     runs_dir, table2_dir = Path(args.runs_dir), Path(args.table2_runs_dir)
-    build_world(["world=style"], parallel=args.workers)
-    seeds = list(range(args.seeds))
-    sweep_seeds = seeds[: args.sweep_seeds]
-    methods = list(METHODS)
-    chosen = sweep(args, runs_dir, table2_dir, methods, sweep_seeds)
-    final_jobs = {m: [method_job(runs_dir, table2_dir, m, chosen[m]["selected_lr"], s, selection=s in sweep_seeds)
-                      for s in seeds] for m in methods}
-    run_jobs([j for js in zip(*final_jobs.values()) for j in js], workers=args.workers)
+    ctx.build_world("style")
+    seeds = list(range(args.seeds or spec["seeds"]))
+    sweep_seeds = seeds[: args.sweep_seeds or spec["sweep_seeds"]]
+    methods = list(spec["methods"])
+    chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds)
+    final_jobs = {m: [method_job(spec, runs_dir, table2_dir, m, chosen[m]["selected_lr"], s,
+                                 selection=s in sweep_seeds) for s in seeds] for m in methods}
+    ctx.run([j for js in zip(*final_jobs.values()) for j in js])
 
     labels = {m: f"{m} (LR {lr_tag(chosen[m]['selected_lr'])})" for m in methods}
     table_runs: list[RunRecord] = []
@@ -126,10 +127,10 @@ def reproduce_efficiency(args) -> dict:
             table_runs.append(RunRecord(**{**run.__dict__, "method": labels[m]}))
     extra = {
         "title": "Efficiency (tiny world): OPD vs EffOPD vs RL vs SFT, each at its validation-selected LR",
-        "machine": machine(args.workers), "git_commit": git_commit(), "world": "style",
-        "lr_selection": {"grid": list(LR_GRID), "extensions": list(LR_EXTENSIONS),
+        "machine": ctx.machine(), "git_commit": ctx.git_commit(), "world": "style",
+        "lr_selection": {"grid": spec["grid"], "extensions": spec["extensions"],
                          "criterion": "mean greedy accuracy on the validation selection prompts over all evals "
-                                      "of a run (bench.studies.table2.selection_score)",
+                                      "of a run (bench.studies.run_metrics.selection_score)",
                          "sweep_seeds": sweep_seeds, "by_method": chosen},
         "effopd_triggers": effopd_diagnostics([r for r in table_runs if r.method == labels["EffOPD"]]),
         "median_step_seconds": {labels[m]: step_time_split([r for r in table_runs if r.method == labels[m]])
@@ -137,34 +138,33 @@ def reproduce_efficiency(args) -> dict:
         "tokens_note": ("generated tokens to target: the student's rollout tokens (every dynamic-sampling round "
                         "included) plus EffOPD's validation tokens; for SFT the teacher tokens it trained on, "
                         "generated once offline"),
+        **ctx.stale_record(),
     }
-    table = build_table2(table_runs, reference=labels[REFERENCE], extra=extra)
-    table["total_wall_seconds"] = round(time.time() - t0, 1)
+    table = build_speedup_table(table_runs, reference=labels[spec["reference"]], target_fraction=TARGET_FRACTION,
+                                extra=extra)
+    table["total_wall_seconds"] = ctx.seconds()
     out = Path(args.out)
-    write_table2(table, out, table_runs, stem="efficiency")
-    _append_notes(out / "efficiency.md", table)
+    write_speedup_table(table, out, table_runs, stem="efficiency")
+    append_markdown(out / "efficiency.md", notes(table))
     print((out / "efficiency.md").read_text())
     return table
 
 
-def _append_notes(md_path: Path, table: dict) -> None:
+def notes(table: dict) -> list[str]:
+    """LR selection, seconds per step, tokens and provenance under the main table."""
     sel = table["lr_selection"]
     lines = ["", "## Learning-rate selection (validation data)", "",
              f"Criterion: {sel['criterion']}; seeds {sel['sweep_seeds']}. Grid {sel['grid']}, extended by "
              f"{sel['extensions']} while the best LR is the largest tried.", "",
-             "| method | LR | selection score | selected |", "|---|---|---|---|"]
+             *md_header(["method", "LR", "selection score", "selected"])]
     for m, res in sel["by_method"].items():
         for c in res["candidates"]:
             mark = "yes" if c["lr"] == res["selected_lr"] else ""
             lines.append(f"| {m} | {c['lr']:.0e} | {fmt_stat(c['selection_score'])} | {mark} |")
     split = table["median_step_seconds"]
     keys = sorted({k for s in split.values() for k in s})
-    lines += ["", "## Seconds per step (median; validation: mean over steps)", "",
-              "| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += ["", "## Seconds per step (median; validation: mean over steps)", "", *md_header(["method", *keys])]
     for m, s in split.items():
         lines.append(f"| {m} | " + " | ".join(f"{s.get(k, 0):.3f}" for k in keys) + " |")
-    lines += ["", f"Tokens: {table['tokens_note']}.", "",
-              f"Machine: {table['machine']['processor']}, {table['machine']['cpus']} CPUs, "
-              f"{table['machine']['parallel_runs']} runs in parallel; commit {table['git_commit']}; "
-              f"total wall-clock {table['total_wall_seconds']:.0f} s."]
-    md_path.write_text(md_path.read_text() + "\n".join(lines) + "\n")
+    lines += ["", f"Tokens: {table['tokens_note']}.", "", machine_line(table), *stale_note(table)]
+    return lines

@@ -1,7 +1,9 @@
-"""Table 2: final accuracy, steps / wall-clock to a target accuracy, and speedups over a reference method.
+"""The speedup-table builder: final accuracy, steps / wall-clock / tokens to a target accuracy, and speedups
+over a reference method, per method with 95% CIs over seeds.
 
-Input is a folder tree of finished runs (each with summary.json and evals.jsonl); output is a dict that
-`write_table2` renders as JSON, CSV, Markdown and a curves plot.
+Input is a folder tree of finished runs (each with summary.json and evals.jsonl, read by ``load_runs``); output
+is a dict (``build_speedup_table``) that ``write_speedup_table`` renders as JSON, CSV, Markdown and a curves
+plot. Table 2, the efficiency table, every regime of the regimes table and the leaderboard are built with it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.studies.report import DASH, fmt_stat
 from bench.studies.stats import first_crossing, mean_ci
 from core.io import atomic_write_json, atomic_write_text, read_jsonl
 
@@ -34,7 +37,6 @@ CI_METHODS = {
     "t": "95% Student-t interval over seeds (mean ± t_{0.975,n-1} · sd / sqrt(n)); none when n < 2",
     "bootstrap": "95% bootstrap percentile interval over seeds (10000 resamples, fixed RNG seed); none when n < 2",
 }
-DASH = "—"
 
 
 @dataclass
@@ -116,7 +118,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
-def build_table2(
+def build_speedup_table(
     runs: list[RunRecord],
     reference: str = "OPD",
     target_fraction: float = 0.95,
@@ -126,7 +128,7 @@ def build_table2(
     paper: dict | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """Build the Table 2 dict: one row per method, stats as {"mean", "ci95", "n"} over seeds.
+    """Build the speedup table's dict: one row per method, stats as {"mean", "ci95", "n"} over seeds.
 
     Target = target_fraction × mean over seeds of the reference method's final accuracy.
     Speedups are per seed pair (same seed in reference and method); pairs where either side misses
@@ -216,21 +218,6 @@ def build_table2(
 
 # ---------------------------------------------------------------- rendering
 
-def _num(x: float | None, digits: int) -> str:
-    return DASH if x is None else f"{x:.{digits}f}"
-
-
-def fmt_stat(stat: dict | None, digits: int = 3, suffix: str = "") -> str:
-    """Render {"mean", "ci95"} as "mean [lo, hi]" (or just mean without a CI, "—" without a mean)."""
-    if not stat or stat.get("mean") is None:
-        return DASH
-    text = _num(stat["mean"], digits) + suffix
-    if stat.get("ci95"):
-        lo, hi = stat["ci95"]
-        text += f" [{_num(lo, digits)}, {_num(hi, digits)}]"
-    return text
-
-
 def _scaled(stat: dict | None, k: float) -> dict | None:
     if not stat or stat.get("mean") is None:
         return stat
@@ -265,7 +252,8 @@ def _markdown(table: dict) -> str:
         cells = [
             r["method"], str(r["n_seeds"]), fmt_stat(r["final_accuracy"], 3), r["reached_target"],
             fmt_stat(r["steps_to_target"], 1), fmt_stat(r["wall_seconds_to_target"], 1),
-            fmt_stat(_scaled(r["tokens_to_target"], 1e-3), 1), fmt_stat(r["speedup_steps"], 2, "×"), fmt_stat(r["speedup_wall"], 2, "×"),
+            fmt_stat(_scaled(r["tokens_to_target"], 1e-3), 1), fmt_stat(r["speedup_steps"], 2, "×"),
+            fmt_stat(r["speedup_wall"], 2, "×"),
             fmt_stat(r["validation_overhead_seconds"], 1),
         ]
         if paper_col:
@@ -337,7 +325,8 @@ def _plot_curves(table: dict, runs: list[RunRecord], path: Path) -> None:
         raise
 
 
-def write_table2(table: dict, out_dir: str | Path, runs: list[RunRecord], stem: str = "table2") -> dict[str, Path]:
+def write_speedup_table(table: dict, out_dir: str | Path, runs: list[RunRecord],
+                        stem: str = "table2") -> dict[str, Path]:
     """Atomically write <stem>.json, <stem>.csv, <stem>.md and <stem>_curves.png into `out_dir`.
 
     Returns the written paths keyed by "json", "csv", "md", "png".

@@ -25,7 +25,7 @@ def t_critical(df: int, level: float = 0.95) -> float:
         from scipy import stats as sps
     except ImportError:
         if not math.isclose(level, 0.95):
-            raise ValueError(f"without scipy only level=0.95 is supported, got {level}")
+            raise ValueError(f"without scipy only level=0.95 is supported, got {level}") from None
         return _T975[df - 1] if df <= len(_T975) else 1.96
     return float(sps.t.ppf(0.5 + level / 2, df))
 

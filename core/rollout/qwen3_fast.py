@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from core.rollout.base import RolloutBatch, SamplingParams
 from core.rollout.hf import finish_batch
+from core.rollout.registry import register_engine
 
 
 def _rms(x: torch.Tensor, norm) -> torch.Tensor:
@@ -124,3 +125,9 @@ class Qwen3FastEngine:
             next_pos = next_pos + 1
         logits_t = torch.stack(all_logits, dim=1) if params.logprobs else None
         return finish_batch(tok, enc, out[:, :steps], logits_t, params, len(prompts), n)
+
+
+@register_engine("qwen3_fast")
+def build_qwen3_fast_engine(model, tokenizer, settings=None, seed: int = 0) -> Qwen3FastEngine:
+    """``rollout.engine=qwen3_fast``: no options; sampling is seeded by torch's global RNG like hf's."""
+    return Qwen3FastEngine(model, tokenizer)

@@ -5,10 +5,11 @@
     ...optimizer.step()...
     engine.sync_weights()  # after every step, extrapolation or rollback
 
-The engine is built from the trainer's model: its config and initial weights are saved to a temporary Hugging
-Face folder that vLLM loads once; from then on ``sync_weights`` pushes the trainer's full state dict (the tied
-``lm_head.weight`` included) into the running engine and resets vLLM's prefix cache, whose KV blocks were
-computed with the old weights.
+The trainer builds it with ``rollout.engine=vllm`` from the config block ``rollout.vllm`` (``VLLMSettings`` below,
+registered with ``build_vllm_engine``). The engine is built from the trainer's model: its config and initial
+weights are saved to a temporary Hugging Face folder that vLLM loads once; from then on ``sync_weights`` pushes
+the trainer's full state dict (the tied ``lm_head.weight`` included) into the running engine and resets vLLM's
+prefix cache, whose KV blocks were computed with the old weights.
 
 Weight sync, two paths (``weight_sync=``):
 
@@ -60,18 +61,55 @@ import shutil
 import tempfile
 import time
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from core.rollout.base import RolloutBatch, SamplingParams
 from core.rollout.hf import finish_batch
+from core.rollout.registry import register_engine
 
 log = logging.getLogger(__name__)
 
 WEIGHT_SYNC_MODES = ("auto", "reload", "ipc")
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")
+ENFORCE_EAGER = {"auto": None, "on": True, "off": False}
 _AUTO_KV_CAP_BYTES = 4 << 30
+
+
+@dataclass
+class VLLMSettings:
+    """``rollout.vllm``: options of the vLLM engine (``rollout.engine=vllm``); 0 / "" = vLLM's own default."""
+
+    kv_cache_memory_bytes: int = 0  # KV-cache bytes; 0 = room for max_num_seqs sequences of max_model_len tokens
+    # (capped at 4 GiB). On CPU prefer this: there gpu_memory_utilization is a share of RAM
+    gpu_memory_utilization: float = 0.0  # vLLM's share of GPU memory (weights + KV cache); 0 = unset.
+    # Leave room for the colocated trainer
+    tensor_parallel_size: int = 1  # vLLM tensor parallelism (under torchrun: ranks per engine)
+    dtype: str = ""  # "" = the student's dtype; "bfloat16" on GPUs (then consider rollout.is_correction=tis)
+    max_model_len: int = 0  # longest prompt + response; 0 = the student's max_position_embeddings
+    max_num_seqs: int = 256  # sequences decoded concurrently
+    logprobs_mode: str = "processed_logprobs"  # "processed_logprobs" (after temperature / top-p: the sampling
+    # distribution) | "raw_logprobs" (T = 1, unprocessed)
+    enforce_eager: str = "auto"  # "auto" (eager on CPU, CUDA graphs on GPU) | "on" | "off"
+    enable_sleep_mode: bool = False  # free vLLM's memory while the trainer scores and updates (GPU only)
+    sleep_level: int = 1  # 1 = offload weights to host memory, 2 = discard them (re-synced on wake-up)
+    weight_sync: str = "auto"  # "auto"/"reload" (in-process, verified on CPU) | "ipc" (CUDA, GPU-unverified)
+
+    def __post_init__(self):
+        if self.enforce_eager not in ENFORCE_EAGER:
+            raise ValueError(f"rollout.vllm.enforce_eager={self.enforce_eager!r}; choose auto, on or off")
+
+    def engine_kwargs(self) -> dict:
+        """These settings as ``VLLMEngine``'s keyword arguments (0 / "" -> ``None``: vLLM's default)."""
+        return dict(kv_cache_memory_bytes=self.kv_cache_memory_bytes or None,
+                    gpu_memory_utilization=self.gpu_memory_utilization or None,
+                    tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype or None,
+                    max_model_len=self.max_model_len or None, max_num_seqs=self.max_num_seqs,
+                    logprobs_mode=self.logprobs_mode, enforce_eager=ENFORCE_EAGER[self.enforce_eager],
+                    enable_sleep_mode=self.enable_sleep_mode, sleep_level=self.sleep_level,
+                    weight_sync=self.weight_sync)
 
 
 def vllm_import_error() -> str | None:
@@ -423,3 +461,14 @@ class VLLMEngine:
         if logprobs is not None:
             batch.logprobs = logprobs * batch.response_mask
         return batch
+
+
+@register_engine("vllm", VLLMSettings)
+def build_vllm_engine(model, tokenizer, settings: VLLMSettings, seed: int = 0) -> VLLMEngine:
+    """``rollout.engine=vllm``. vLLM itself is imported only here, when an engine is built: it lives in its own
+    virtualenv (.venv-vllm, make test-vllm), and the main one never imports it."""
+    err = vllm_import_error()
+    if err is not None:
+        raise ValueError(f"rollout.engine='vllm' needs vLLM, which does not import here ({err}); on CPU use "
+                         "the .venv-vllm virtualenv (make test-vllm), on a GPU box pip install vllm")
+    return VLLMEngine(model, tokenizer, seed=seed, **settings.engine_kwargs())

@@ -53,7 +53,8 @@ def _gold(rng: random.Random) -> tuple[str, list[str], list[str]]:
         n = rng.randint(0, 999)
         return str(n), [str(n)], [str(n + x) for x in d]
     if kind < 0.55:
-        return (f"\\frac{{{a}}}{{{b + a}}}", [f"\\frac{{{a}}}{{{b + a}}}", f"{a}/{b + a}", f"\\dfrac{{{a}}}{{{b + a}}}"],
+        return (f"\\frac{{{a}}}{{{b + a}}}",
+                [f"\\frac{{{a}}}{{{b + a}}}", f"{a}/{b + a}", f"\\dfrac{{{a}}}{{{b + a}}}"],
                 [f"\\frac{{{a + x}}}{{{b + a}}}" for x in d])
     if kind < 0.70:
         return (f"{c}\\sqrt{{{b}}}", [f"{c}\\sqrt{{{b}}}", f"\\sqrt{{{c * c * b}}}", f"{c} \\sqrt{{{b}}}"],
@@ -64,7 +65,8 @@ def _gold(rng: random.Random) -> tuple[str, list[str], list[str]]:
     if kind < 0.83:
         return f"[{-a}, {b})", [f"[{-a}, {b})", f"[{-a},{b})"], [f"({-a}, {b}]", f"[{-a}, {b}]", f"[{-a - 1}, {b})"]
     if kind < 0.88:
-        return f"({a}, {b})", [f"({a}, {b})", f"\\left({a},{b}\\right)"], [f"({b}, {a})"] + [f"({a}, {b + x})" for x in d[:2]]
+        wrong = [f"({b}, {a})"] + [f"({a}, {b + x})" for x in d[:2]]
+        return f"({a}, {b})", [f"({a}, {b})", f"\\left({a},{b}\\right)"], wrong
     if kind < 0.93:
         return f"{a}.{c}5", [f"{a}.{c}5", f"{a}.{c}50"], [f"{a}.{c}{5 + x}" for x in (1, 2, 4)]
     if kind < 0.96:

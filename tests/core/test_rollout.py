@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from bench.world import load_model, load_world
-from core.rollout import HFRolloutEngine, Qwen3FastEngine, SamplingParams, make_engine
+from core.rollout import (
+    HFRolloutEngine,
+    HFSettings,
+    Qwen3FastEngine,
+    SamplingParams,
+    VLLMSettings,
+    engine_settings,
+    make_engine,
+    register_engine,
+    registry,
+)
 from core.rollout.qwen3_fast import top_p_filter
 
 # Different prompt lengths, so left padding is exercised.
@@ -61,3 +74,59 @@ def test_make_engine_names(engines):
     if vllm_import_error() is not None:  # in .venv-vllm the engine builds instead (tests/core/test_vllm.py)
         with pytest.raises(ValueError, match="rollout.engine='vllm'"):
             make_engine("vllm", hf.model, hf.tokenizer)
+
+
+# --- the engine registry -----------------------------------------------------------------------------------
+@dataclass
+class ToySettings:
+    width: int = 1  # a made-up option
+    label: str = "toy"
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ValueError(f"rollout.toy.width={self.width}; must be >= 1")
+
+
+@pytest.fixture
+def toy_engine(monkeypatch):
+    """Registers ``rollout.engine=toy`` (qwen3_fast underneath) on a copy of the registry; yields its builds."""
+    monkeypatch.setattr(registry, "ENGINES", dict(registry.ENGINES))
+    builds = []
+
+    @register_engine("toy", ToySettings)
+    def build(model, tokenizer, settings: ToySettings, seed: int = 0):
+        builds.append((settings, seed))
+        return Qwen3FastEngine(model, tokenizer)
+
+    return builds
+
+
+def test_a_registered_engine_is_built_from_its_settings_block(engines, toy_engine):
+    hf, _ = engines
+    assert isinstance(make_engine("toy", hf.model, hf.tokenizer, OmegaConf.create({"width": 3}), seed=7),
+                      Qwen3FastEngine)
+    make_engine("toy", hf.model, hf.tokenizer)  # no block: the defaults
+    make_engine("toy", hf.model, hf.tokenizer, ToySettings(label="x"), seed=2)
+    assert toy_engine == [(ToySettings(width=3), 7), (ToySettings(), 0), (ToySettings(label="x"), 2)]
+    with pytest.raises(ValueError, match=r"rollout.toy has no option\(s\) \['depth'\]"):
+        make_engine("toy", hf.model, hf.tokenizer, {"depth": 2})
+    with pytest.raises(ValueError, match="rollout.toy.width=0"):  # the settings dataclass validates
+        engine_settings("toy", {"width": 0})
+    with pytest.raises(ValueError, match="rollout engine 'toy' registered twice"):
+        register_engine("toy")(lambda *a, **k: None)
+    with pytest.raises(ValueError, match=r"rollout.engine='nope'; available: \('hf', 'qwen3_fast', 'vllm', 'toy'\)"):
+        make_engine("nope", hf.model, hf.tokenizer)
+    with pytest.raises(ValueError, match="takes no settings"):
+        make_engine("qwen3_fast", hf.model, hf.tokenizer, {"width": 2})
+
+
+def test_builtin_engines_own_their_settings():
+    assert engine_settings("hf", {"static_cache": "on"}) == HFSettings(static_cache="on")
+    with pytest.raises(ValueError, match="rollout.hf.static_cache='yes'"):
+        engine_settings("hf", {"static_cache": "yes"})
+    kwargs = engine_settings("vllm", {"enforce_eager": "off", "dtype": "bfloat16"}).engine_kwargs()
+    assert kwargs["enforce_eager"] is False and kwargs["dtype"] == "bfloat16"
+    assert kwargs["kv_cache_memory_bytes"] is None and kwargs["max_model_len"] is None  # 0 = vLLM's default
+    with pytest.raises(ValueError, match="rollout.vllm.enforce_eager='maybe'"):
+        VLLMSettings(enforce_eager="maybe")
+    assert engine_settings("qwen3_fast") is None

@@ -68,6 +68,7 @@ def test_missing_local_file_is_a_clear_error(tmp_path):
     assert f"no file {tmp_path / 'math' / 'aime25.jsonl'}" in msg and DATA_DIR_ENV in msg and "source=hub" in msg
 
 
+@pytest.mark.slow
 def test_missing_file_offline_falls_back_to_the_hub_then_explains(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -17,6 +17,8 @@ pytest.importorskip("evalplus.evaluate", reason="evalplus not installed (pip ins
 
 from evals.graders.code import evalplus_grader as eg  # noqa: E402
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns sandboxes: not in make test-fast
+
 N_TASKS = 3
 
 

@@ -41,6 +41,7 @@ def test_order_preserved_and_matches_in_process(pool):
                                                "wrong"]
 
 
+@pytest.mark.slow
 def test_hang_costs_one_sample_within_the_deadline(pool):
     items = [item(str(i), str(i)) for i in range(12)]
     items[5] = item("5", "5", "_test_hang")  # sleeps an hour: only the parent's SIGKILL ends it
@@ -71,6 +72,7 @@ def test_exception_in_grader_is_an_error_not_a_dead_worker(pool):
     assert "RuntimeError" in grades[1].detail and pool.respawns == respawns
 
 
+@pytest.mark.slow
 def test_huge_exponent_does_not_hang_the_pool(pool):
     # Ended by math-verify's in-worker SIGALRM (mv_timeout = timeout_s // 3 = 1 s here) or by the parent.
     t0 = time.monotonic()
@@ -79,6 +81,7 @@ def test_huge_exponent_does_not_hang_the_pool(pool):
     assert time.monotonic() - t0 < TIMEOUT_S + 2.0
 
 
+@pytest.mark.slow
 def test_two_hangs_on_both_workers(pool):
     items = [item("1", "1", "_test_hang"), item("2", "2"), item("3", "3", "_test_hang"), item("4", "4")]
     grades = pool.grade(items)

@@ -43,6 +43,7 @@ def test_grader_rejects_a_mismatched_override():
         Grader(get_benchmark("tinyworld"), compose_eval_config(["model=x", "benchmark=tinyworld", "grader=strict"]))
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.skipif(importlib.util.find_spec("evalplus") is None, reason="evalplus not installed (make install-code)")
 def test_code_responses_are_sanitized_then_graded(tmp_path):

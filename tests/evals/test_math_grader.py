@@ -224,6 +224,7 @@ def test_gold_defect_details():
     assert check_gold("") == "empty gold"
 
 
+@pytest.mark.slow
 def test_huge_exponent_times_out_instead_of_hanging():
     # sympy would try to evaluate 2^(2^100) - 4 forever; math-verify's SIGALRM (1 s here) stops it in-process.
     t0 = time.monotonic()
@@ -307,6 +308,7 @@ EXPECTED_FLAGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED_FLAGS))
 def test_check_gold_counts_on_real_datasets(name):
     flagged = [g for _, g in _golds(name) if check_gold(g)]

@@ -31,6 +31,7 @@ def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tiny_world_eval_writes_records_and_summary(student_path, tmp_path):
     summary = run_eval(eval_cfg(student_path, tmp_path / "ev"))
     rows = read(tmp_path / "ev" / "samples.jsonl")
@@ -51,6 +52,7 @@ def test_tiny_world_eval_writes_records_and_summary(student_path, tmp_path):
     assert on_disk["metrics"] == m
 
 
+@pytest.mark.slow
 def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path):
     run_eval(eval_cfg(student_path, tmp_path / "full"))
     full = read(tmp_path / "full" / "samples.jsonl")
@@ -65,6 +67,7 @@ def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path):
     assert {key(r): r["response"] for r in resumed} == {key(r): r["response"] for r in full}
 
 
+@pytest.mark.slow
 def test_greedy_eval_agrees_with_the_trainers_periodic_eval(student_path, tmp_path):
     """Same model, problems and criterion: the runner's greedy responses are the trainer's eval generations."""
     import torch
@@ -104,6 +107,7 @@ def test_tiny_world_statuses_follow_the_trainers_criterion(response, truncated, 
     assert g.status == status and g.score == score_response(p, text, criterion)
 
 
+@pytest.mark.slow
 def test_maths_benchmark_through_the_grader_pool(student_path, tmp_path):
     """A tiny-world model on AIME: nothing is right, but every sample is generated, graded and counted."""
     from evals.datasets.loader import DEFAULT_DATA_DIR
@@ -120,6 +124,7 @@ def test_maths_benchmark_through_the_grader_pool(student_path, tmp_path):
     assert summary["protocol"]["dataset_sha256"] and summary["protocol"]["grader"]["name"] == "math_verify"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,match", [("n=0", "n=0"), ("k=5", "k=5"), ("limit=-1", "limit=-1"),
                                             ("benchmark=aime99", "unknown benchmark 'aime99'")])
 def test_bad_config_is_a_clear_error(student_path, tmp_path, override, match):

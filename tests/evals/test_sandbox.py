@@ -20,6 +20,8 @@ import pytest
 from evals.graders.code import sandbox
 from evals.graders.code.sandbox import Limits, classify, run_python
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns sandboxes: not in make test-fast
+
 if not sys.platform.startswith("linux"):
     pytest.skip("the sandbox needs Linux (rlimits, namespaces, /proc)", allow_module_level=True)
 

@@ -73,6 +73,7 @@ def test_values_match(got, want, tol, expected):
     ("tle", "while True:\n    pass", "timeout", 0),
     ("flood", "while True:\n    print('x' * 10000)", "output_limit", 0),
 ])
+@pytest.mark.slow
 def test_stdio_verdicts(name, code, status, failed):
     r = run_unit_tests(code, ADD, LIMITS)
     assert (r.status, r.failed_test) == (status, failed), (r.message, r.stderr_tail)
@@ -80,6 +81,7 @@ def test_stdio_verdicts(name, code, status, failed):
     assert r.status in STATUSES
 
 
+@pytest.mark.slow
 def test_timeout_is_within_limit_plus_slack():
     r = run_unit_tests("while True:\n    pass", StdioTests([("", "")]), LIMITS)
     assert r.status == "timeout"
@@ -107,6 +109,7 @@ def test_float_tolerance():
     assert run_unit_tests(code, StdioTests([("", "0.333333")]), LIMITS).status == "failed"
 
 
+@pytest.mark.slow
 def test_one_process_per_test_mode():
     assert run_unit_tests(ADD_SOLUTION, ADD, LIMITS, batch=False).status == "passed"
     r = run_unit_tests("import os\nprint(3)\nos._exit(0)", ADD, LIMITS, batch=False)
@@ -135,6 +138,7 @@ CALLS = CallTests("add", [((1, 2), 3), (([1], [2]), [1, 2]), ((0.1, 0.2), 0.3)],
     ("def add(a, b)\n    return a", "compile_error", None),
     ("def add(a, b):\n    while True:\n        pass", "timeout", 0),
 ])
+@pytest.mark.slow
 def test_call_verdicts(code, status, failed):
     r = run_unit_tests(code, CALLS, LIMITS)
     assert (r.status, r.failed_test) == (status, failed), (r.message, r.stderr_tail)

@@ -1,6 +1,7 @@
 """CLI of the parameter-dynamics analysis (issue 6).
 
     python -m bench.analysis reproduce [--seeds 3] [--workers 2] [--prompts 200] [--no-eval] [--no-reuse]
+                                       (= python -m bench.reproduce analysis: the registered study, any launcher)
     python -m bench.analysis run RUN_DIR [--prompts 200] [--no-eval]
     python -m bench.analysis compare BASE CKPT [CKPT ...]     (HF folders: Table 1 metrics, no training code)
     python -m bench.analysis perf [--run runs/analysis/OPD/seed0] [--device cuda --shapes qwen3-1.7b]
@@ -10,22 +11,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from core.paths import RESULTS_DIR
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reproduce"]:  # the registered study and its options (bench/studies/parameter_dynamics.py)
+        from bench.studies.cli import main as reproduce
+
+        reproduce(["analysis", *argv[1:]])
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("reproduce")
-    r.add_argument("--seeds", type=int, default=3)
-    r.add_argument("--workers", type=int, default=2)
-    r.add_argument("--prompts", type=int, default=200)
-    r.add_argument("--r", type=int, default=4, help="subspace rank for the alignment analysis")
-    r.add_argument("--runs-dir", default="runs/analysis")
-    r.add_argument("--out", default=str(RESULTS_DIR))
-    r.add_argument("--no-eval", dest="eval", action="store_false", help="static analyses only (1, 2, 5, 8)")
-    r.add_argument("--no-reuse", dest="reuse", action="store_false", help="recompute per-run analysis.json")
+    sub.add_parser("reproduce", help="the parameter-dynamics study (= python -m bench.reproduce analysis; "
+                                     "reproduce --help lists its options)")
     one = sub.add_parser("run")
     one.add_argument("run_dir")
     one.add_argument("--prompts", type=int, default=200)
@@ -42,12 +43,8 @@ def main() -> None:
     f.add_argument("--shapes", default="", choices=["", "qwen3-1.7b", "tiny"])
     f.add_argument("--out", default=str(RESULTS_DIR / "perf" / "analysis_speed.json"))
     f.add_argument("--threads", type=int, default=2, help="torch threads (the budget: one run on 2 cores)")
-    args = p.parse_args()
-    if args.cmd == "reproduce":
-        from bench.studies.analysis.report import reproduce
-
-        reproduce(args)
-    elif args.cmd == "run":
+    args = p.parse_args(argv)
+    if args.cmd == "run":
         from bench.studies.analysis.run_analysis import analyse_run
 
         res = analyse_run(args.run_dir, n_prompts=args.prompts, r=args.r, with_eval=args.eval)

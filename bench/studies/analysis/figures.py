@@ -171,7 +171,7 @@ def fig_trajectories(traj_files: dict[str, Path], out: Path) -> None:
                     series.append((method, name, tr))
         pts = pca_2d(torch.cat([tr for _, _, tr in series]))
         i = 0
-        for method, name, tr in series:
+        for method, _name, tr in series:
             p = pts[i: i + len(tr)].numpy()
             i += len(tr)
             ax.plot(p[:, 0], p[:, 1], "-", color=COLORS[method], lw=0.8, alpha=0.8)

@@ -1,6 +1,7 @@
-"""``make reproduce-analysis`` / ``make reproduce-table1``: runs, per-run analyses, tables, figures, ANALYSIS.md.
+"""The parameter-dynamics study's tables: per-run analyses, Table 1 and 3, figures, ANALYSIS.md.
 
-    python -m bench.analysis reproduce [--seeds 3] [--workers 2] [--prompts 200] [--runs-dir runs/analysis]
+The study (bench/studies/parameter_dynamics.py: ``python -m bench.reproduce analysis`` or ``python -m
+bench.analysis reproduce``) launches the runs, then ``reproduce`` analyses them and writes the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from bench.studies.analysis.figures import all_figures
 from bench.studies.analysis.run_analysis import analyse_run, final_norm
-from bench.studies.analysis.runs import LR, SNAPSHOT_STEPS, ensure_runs
+from bench.studies.analysis.runs import LR, SNAPSHOT_STEPS
+from bench.studies.report import fmt_ci as fmt
 from bench.studies.stats import mean_ci
 from core.io import atomic_write_json, atomic_write_text
 
@@ -35,14 +37,6 @@ ALIGN_THRESHOLD = 0.9
 METRIC_LABELS = {"sigma1_ratio": "sigma1 / ||dW||_F", "eff_rank": "effective rank",
                  "top1pct": "top-1% energy ratio (k = ceil(rank/100): 1 or 2 here)",
                  "topk_fixed": "top-4 energy ratio (fixed k = 4, tiny matrices)"}
-
-
-def fmt(stat: dict, digits: int = 3, pct: bool = False) -> str:
-    if stat is None or stat.get("mean") is None:
-        return "n/a"
-    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.{digits}f}")
-    ci = stat.get("ci95")
-    return f"{f(stat['mean'])} [{f(ci[0])}, {f(ci[1])}]" if ci else f(stat["mean"])
 
 
 def first_crossing(rows: list[dict], key: str, threshold: float) -> float:
@@ -168,18 +162,25 @@ def write_analysis_md(s: dict, out: Path, meta: dict) -> None:
     for key, label in (("u1_cos", "|cos(u1(t), u1(T))|"), ("subspace_cos", "top-r subspace cosine")):
         po, pg = o[f"align_{key}_progress"], g[f"align_{key}_progress"]
         c = _cmp(po, pg)
+        ordering = ("OPD earlier: reproduced" if c == "<" else "no clear ordering" if c == "~"
+                    else "GRPO earlier: not reproduced")
         verdict.append(f"- **alignment timing, {label}** (paper: {PAPER_CLAIMS['alignment']}): progress at which the "
                        f"matrix mean first reaches {ALIGN_THRESHOLD}: OPD {fmt(po, 2)} vs GRPO {fmt(pg, 2)}; value at "
                        f"10%: OPD {fmt(o[f'align_{key}_at_10pct'], 2)} vs GRPO {fmt(g[f'align_{key}_at_10pct'], 2)}; "
-                       f"at the first snapshot (t/T = {o['first_progress']:.2f}): OPD {fmt(o[f'align_{key}_first'], 2)} vs GRPO "
-                       f"{fmt(g[f'align_{key}_first'], 2)}; at 30%: OPD {fmt(o[f'align_{key}_at_30pct'], 2)} vs GRPO {fmt(g[f'align_{key}_at_30pct'], 2)}"
-                       f" -> {'OPD earlier: reproduced' if c == '<' else 'no clear ordering' if c == '~' else 'GRPO earlier: not reproduced'}.")
+                       f"at the first snapshot (t/T = {o['first_progress']:.2f}): OPD "
+                       f"{fmt(o[f'align_{key}_first'], 2)} vs GRPO "
+                       f"{fmt(g[f'align_{key}_first'], 2)}; at 30%: OPD {fmt(o[f'align_{key}_at_30pct'], 2)} vs GRPO "
+                       f"{fmt(g[f'align_{key}_at_30pct'], 2)}"
+                       f" -> {ordering}.")
     if "early_recovered" in o:
         verdict.append(f"- **early-checkpoint norm scaling** (paper: {PAPER_CLAIMS['early']}): checkpoint at "
-                       f"t/T = {o['early_progress']:.2f}, rescaled per module: OPD {fmt(o['early_recovered'], 2, True)} "
+                       f"t/T = {o['early_progress']:.2f}, rescaled per module: OPD "
+                       f"{fmt(o['early_recovered'], 2, True)} "
                        f"vs GRPO {fmt(g['early_recovered'], 2, True)} of the final gain (unscaled: OPD "
-                       f"{fmt(o['early_unscaled_recovered'], 2, True)}, GRPO {fmt(g['early_unscaled_recovered'], 2, True)}"
-                       f"); first rescaled checkpoint recovering >= 80%: OPD at t/T = {fmt(o['early_80_progress'], 2)}, "
+                       f"{fmt(o['early_unscaled_recovered'], 2, True)}, GRPO "
+                       f"{fmt(g['early_unscaled_recovered'], 2, True)}"
+                       f"); first rescaled checkpoint recovering >= 80%: OPD at t/T = "
+                       f"{fmt(o['early_80_progress'], 2)}, "
                        f"GRPO at {fmt(g['early_80_progress'], 2)} -> not reproduced at 10% (rescaling an early "
                        "checkpoint hurts here; beta sweep in figures/fig6).")
         verdict.append(f"- **top/bottom-k% reconstruction** (paper: {PAPER_CLAIMS['reconstruction']}): at one common "
@@ -194,7 +195,8 @@ def write_analysis_md(s: dict, out: Path, meta: dict) -> None:
                        f"{fmt(g['acc_final_full'], 3)}); update norms OPD {fmt(o['total_fro'], 4)} vs GRPO "
                        f"{fmt(g['total_fro'], 4)}. See figures/fig4_alpha_scaling.png.")
         verdict.append(f"- **sliding-window module intervention** (half-width {o['window_half_width']} on 4 layers, "
-                       f"not the paper's 8 on 32+): best centre, MLP updates only: OPD {fmt(o['window_best_mlp'], 2, True)}"
+                       f"not the paper's 8 on 32+): best centre, MLP updates only: OPD "
+                       f"{fmt(o['window_best_mlp'], 2, True)}"
                        f" vs GRPO {fmt(g['window_best_mlp'], 2, True)} of the final gain; attention only: OPD "
                        f"{fmt(o['window_best_attn'], 2, True)} vs GRPO {fmt(g['window_best_attn'], 2, True)} "
                        "(figures/fig7).")
@@ -224,11 +226,11 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def reproduce(args) -> dict:
-    t0 = time.time()
+def reproduce(args, dirs: dict[str, list[Path]], t0: float | None = None) -> dict:
+    """Analyse the finished runs ``dirs`` ({method: folders}) and write the tables, figures and ANALYSIS.md."""
+    t0 = time.time() if t0 is None else t0
     runs_dir, out = Path(args.runs_dir), Path(args.out)
     seeds = list(range(args.seeds))
-    dirs = ensure_runs(runs_dir, seeds, workers=args.workers)
     all_dirs = [d for ds in dirs.values() for d in ds]
     target = sum(final_norm(d) for d in all_dirs) / len(all_dirs)  # one common norm for Fig. 3
     def usable(d: Path) -> bool:

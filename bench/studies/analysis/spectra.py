@@ -68,7 +68,8 @@ def spectral_metrics(s: torch.Tensor, fixed_k: int = FIXED_K) -> dict[str, float
     k = max(1, math.ceil(s.numel() / 100))
     energy = (s * s).cumsum(0) / (fro * fro)
     return {"sigma1": float(s[0]), "fro": fro, "sigma1_ratio": float(s[0]) / fro, "eff_rank": eff,
-            "top1pct": math.sqrt(float(energy[k - 1])), "topk_fixed": math.sqrt(float(energy[min(fixed_k, s.numel()) - 1])),
+            "top1pct": math.sqrt(float(energy[k - 1])),
+            "topk_fixed": math.sqrt(float(energy[min(fixed_k, s.numel()) - 1])),
             "k_1pct": k, "rank": int(s.numel())}
 
 

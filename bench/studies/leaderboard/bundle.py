@@ -6,8 +6,8 @@
 
 The bundle (results/leaderboard/submissions/<id>.json) holds everything needed to check its headline numbers
 without the run folders: provenance, protocol, and per seed the eval curve (step, train seconds, metric,
-cumulative tokens) from which `bench.studies.speedup.build_table2` recomputes final accuracy, steps to target,
-speedups and CIs. Run files it was built from are listed with sha256; their raw records go into a gzip
+cumulative tokens) from which `bench.studies.speedup.build_speedup_table` recomputes final accuracy, steps to
+target, speedups and CIs. Run files it was built from are listed with sha256; their raw records go into a gzip
 sidecar (<id>.records.jsonl.gz) whose sha256 the bundle pins. JSON only: nothing in a bundle is executed.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from bench.studies.leaderboard.tracks import load_tracks
-from bench.studies.speedup import RunRecord, build_table2, load_runs
+from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from core.io import atomic_write_json, read_jsonl
 from core.paths import REPO_ROOT
 from core.provenance import cpu_model, git_state, sha256_file
@@ -73,7 +73,7 @@ def bundle_digest(bundle: dict) -> str:
 # ------------------------------------------------------------------------------- curves <-> RunRecords
 
 def curve_of(run: RunRecord, metric: str) -> dict:
-    """One seed's curve: what build_table2 reads from a run, and nothing else."""
+    """One seed's curve: what build_speedup_table reads from a run, and nothing else."""
     tokens = run.tokens_by_step
     return {
         "method": run.method, "seed": run.seed, "lr": run.lr,
@@ -86,7 +86,7 @@ def curve_of(run: RunRecord, metric: str) -> dict:
 
 
 def records_from_curves(curves: list[dict], metric: str) -> list[RunRecord]:
-    """Inverse of `curve_of`: RunRecords that build_table2 treats exactly like the original runs."""
+    """Inverse of `curve_of`: RunRecords that build_speedup_table treats exactly like the original runs."""
     out = []
     for c in curves:
         evals = [{"step": s, "train_seconds": t, metric: v} for s, t, v, _ in c["evals"]]
@@ -101,9 +101,9 @@ def compute_entries(curves: list[dict], analysis: dict, roles: dict[str, str]) -
     """The headline numbers of every method, recomputed from the curves with bench.studies.speedup."""
     from bench.studies.stats import mean_ci
 
-    table = build_table2(records_from_curves(curves, analysis["metric"]), reference=analysis["reference"],
-                         target_fraction=analysis["target_fraction"], metric=analysis["metric"],
-                         final_window=analysis["final_window"], ci_method=analysis["ci_method"])
+    table = build_speedup_table(records_from_curves(curves, analysis["metric"]), reference=analysis["reference"],
+                                target_fraction=analysis["target_fraction"], metric=analysis["metric"],
+                                final_window=analysis["final_window"], ci_method=analysis["ci_method"])
     entries = []
     for row in table["rows"]:
         mine = curves_of(curves, row["method"])
@@ -415,7 +415,8 @@ def build_bundle(source: str | Path, *, name: str, contact: str, track: str = "t
         "runs": run_entries,
         "sidecar": None,
         "evals": [],
-        "hashes": {"curves_sha256": sha256_bytes(canonical(curves)), "runs_sha256": sha256_bytes(canonical(run_entries))},
+        "hashes": {"curves_sha256": sha256_bytes(canonical(curves)),
+                   "runs_sha256": sha256_bytes(canonical(run_entries))},
         "digest": "",
     }
     bundle["id"] = f"{_slug(bundle['title'])}-{bundle['hashes']['curves_sha256'][:10]}"

@@ -78,7 +78,8 @@ def eval_rows(bundles: list[dict], track: str) -> list[list[str]]:
         for ev in b.get("evals") or []:
             m, k = ev["metrics"], ev["metrics"]["k"]
             avg, pas = m.get(f"avg@{k}"), m.get(f"pass@{k}")
-            out.append([b["id"], ev["benchmark"], ev["model"].split("/")[-1] or ev["model"], f"{m['n_problems']} × {ev['n']}",
+            model = ev["model"].split("/")[-1] or ev["model"]
+            out.append([b["id"], ev["benchmark"], model, f"{m['n_problems']} × {ev['n']}",
                         f"{ev['temperature']:g}", str(ev["max_new_tokens"]),
                         DASH if avg is None else f"{avg:.3f} ± {m.get(f'avg@{k}_se') or 0:.3f} (k={k})",
                         DASH if pas is None else f"{pas:.3f}"])

@@ -6,7 +6,8 @@ A bundle is rejected, with one line per reason that names the field and the fix,
 - hash: its digest, the curves / runs hashes, an entry's curves hash, or the sidecar's sha256 do not match
   (edited curves or samples); with --check-files also the listed run files, where they exist locally;
 - recompute: a headline number (final accuracy, steps / wall seconds / tokens to target, speedups, CIs,
-  validation overhead) that bench.studies.speedup.build_table2 does not reproduce from the included curves;
+  validation overhead) that bench.studies.speedup.build_speedup_table does not reproduce from the included
+  curves;
 - protocol: below its track's minimum (experiments/leaderboard/tracks.yaml): seeds, eval problems, samples
   per problem, max new tokens, metric / reference / target, world kind, dirty checkout;
 - duplicate: the same id, digest or submitted curves as another submission in the folder;
@@ -70,7 +71,8 @@ def schema_errors(bundle: dict) -> list[str]:
     out = []
     for err in sorted(_schema_validator().iter_errors(bundle), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(map(str, err.absolute_path)) or "(top level)"
-        out.append(f"schema: {where}: {err.message} (see bench/studies/leaderboard/schema.json; rewrite with bench.submit)")
+        out.append(f"schema: {where}: {err.message} "
+                   "(see bench/studies/leaderboard/schema.json; rewrite with bench.submit)")
     return out
 
 
@@ -145,7 +147,8 @@ def sidecar_problems(bundle: dict, blob: bytes) -> list[str]:
     for r in records:
         if r.get("stream") == "evals":
             rec = r["record"]
-            raw.setdefault((r["method"], r["seed"]), []).append([rec["step"], rec.get("train_seconds"), rec.get(metric)])
+            point = [rec["step"], rec.get("train_seconds"), rec.get(metric)]
+            raw.setdefault((r["method"], r["seed"]), []).append(point)
     for c in bundle["curves"]:
         got = [[s, t, v] for s, t, v, _ in c["evals"]]
         want = sorted(raw.get((c["method"], c["seed"]), []), key=lambda x: x[0])
@@ -167,7 +170,8 @@ def eval_sample_problems(bundle: dict, records: list[dict]) -> list[str]:
                        f"evals[{i}].samples.sha256 (tampered samples)")
             continue
         try:
-            want = summarize(recs, k=int(ev["metrics"]["k"]), exclude_flagged=ev["metrics"].get("flagged_excluded", True))
+            want = summarize(recs, k=int(ev["metrics"]["k"]),
+                             exclude_flagged=ev["metrics"].get("flagged_excluded", True))
         except (ValueError, KeyError, TypeError) as exc:
             out.append(f"recompute: evals[{i}] samples cannot be summarised: {exc}")
             continue

@@ -139,7 +139,7 @@ def opd_step(student, teacher, device: str, seqs: int, seq_len: int, micro: int,
              peak_tflops: float) -> dict:
     """``score_phase`` + ``update_phase`` of bench.train on random [seqs, seq_len] rollouts (half prompt)."""
     from bench.config import compose_config
-    from bench.train.loop import score_phase, update_phase
+    from bench.train.phases import score_phase, update_phase
     from core.rollout.base import RolloutBatch
 
     cfg = compose_config(["experiment=opd", f"trainer.micro_batch_size={micro}", f"trainer.logprob_chunk={chunk}",
@@ -159,7 +159,7 @@ def opd_step(student, teacher, device: str, seqs: int, seq_len: int, micro: int,
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-6, fused=device == "cuda")
     autocast = torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
     result = {}
-    for attempt in ("warmup", "timed"):
+    for _attempt in ("warmup", "timed"):  # the second pass is the one reported
         reset_peak(device)
         with autocast:
             t_score = timed(lambda: result.__setitem__("scored", score_phase(

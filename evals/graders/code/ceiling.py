@@ -59,7 +59,8 @@ def ceiling(dataset: str, *, parallel: int = 2, limit: int | None = None, **kwar
     failures = [_why(g, problems[g.task_id], expected[g.task_id], min_tl, factor) for g in res.grades if not g.passed]
     n = len(res.grades)
     return {"n_tasks": n, "base_pass": res.base_pass, "plus_pass": res.plus_pass,
-            "base_pass_rate": round(res.base_pass / max(1, n), 4), "plus_pass_rate": round(res.plus_pass / max(1, n), 4),
+            "base_pass_rate": round(res.base_pass / max(1, n), 4),
+            "plus_pass_rate": round(res.plus_pass / max(1, n), 4),
             "failures": failures, "metadata": res.metadata, "wall_s": round(time.monotonic() - start, 1)}
 
 

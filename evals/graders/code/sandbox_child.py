@@ -87,7 +87,7 @@ def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
 
 
 def _blocking_dir(path: str) -> str | None:
-    """The first directory on ``path`` (from /) that others cannot search, i.e. that an unprivileged uid cannot cross."""
+    """The first directory on ``path`` (from /) that others cannot search: one an unprivileged uid cannot cross."""
     cur = "/"
     for part in path.strip("/").split("/"):
         cur = os.path.join(cur, part)

@@ -50,6 +50,7 @@ def test_full_distribution_requests_take_the_one_pass_path(student):
     assert torch.equal(logp, dist.gather(-1, ids[:, -10:].unsqueeze(-1)).squeeze(-1))
 
 
+@pytest.mark.slow
 def test_opd_run_with_chunked_logprobs_matches(micro_cfg, tmp_path):
     from bench.train import train
 

@@ -1,4 +1,5 @@
-"""Tests for bench.extrapolation.effopd: the name rule, the trigger schedule, the extrapolation search and the direction probe.
+"""Tests for bench.extrapolation.effopd: the name rule, the trigger schedule, the extrapolation search and the
+direction probe.
 
 The validation scorer is scripted: it returns pre-set scores in order and records the model's parameters at
 every call, so each test knows exactly which candidate point theta + m * Delta was evaluated.

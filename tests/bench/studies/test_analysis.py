@@ -121,6 +121,7 @@ def test_parse_snapshot_steps():
         parse_snapshot_steps("weekly", 4)
 
 
+@pytest.mark.slow
 def test_snapshot_hook_writes_expected_steps(micro_cfg, tmp_path):
     from bench.train import train
 

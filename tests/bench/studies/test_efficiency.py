@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from argparse import Namespace
 
 import pytest
 
 from bench.studies import efficiency
-from bench.studies.efficiency import LR_EXTENSIONS, LR_GRID, method_job, reused_table2_dir
+from bench.studies.efficiency import method_job, reused_table2_dir
+
+SPEC = efficiency.load_sweep()
+LR_GRID, LR_EXTENSIONS = tuple(SPEC["grid"]), tuple(SPEC["extensions"])
 
 
 def fake_run(folder, method, lr, score):
@@ -24,28 +26,27 @@ def test_reuses_identical_table2_runs_only(tmp_path):
     assert reused_table2_dir("OPD", 6e-5, 0, t2) == t2 / "OPD-lr6e-5" / "seed0"
     assert reused_table2_dir("EffOPD", 6e-5, 0, t2) is None  # table2 runs EffOPD at the default LR only
     assert reused_table2_dir("GRPO", 6e-5, 0, t2) is None
-    assert method_job(tmp_path / "eff", t2, "OPD", 6e-5, 0, selection=True).run_dir == t2 / "OPD-lr6e-5" / "seed0"
-    job = method_job(tmp_path / "eff", t2, "GRPO", 2e-4, 1, selection=False)
+    assert method_job(SPEC, tmp_path / "eff", t2, "OPD", 6e-5, 0, selection=True).run_dir == t2 / "OPD-lr6e-5" / "seed0"
+    job = method_job(SPEC, tmp_path / "eff", t2, "GRPO", 2e-4, 1, selection=False)
     assert job.run_dir == tmp_path / "eff" / "GRPO" / "GRPO-lr2e-4" / "seed1"
     assert "experiment=grpo" in job.overrides and "data.selection_prompts=0" in job.overrides
 
 
-def test_sweep_grows_while_the_best_lr_is_the_largest(tmp_path, monkeypatch):
+def test_sweep_grows_while_the_best_lr_is_the_largest(tmp_path):
     # GRPO's score rises with the LR all the way; SFT peaks inside the grid.
     score = {"GRPO": lambda lr: lr, "SFT": lambda lr: -abs(lr - 6e-5)}
     launched = []
 
-    def fake_run_jobs(jobs, workers):
-        for job in jobs:
-            if not job.done:
-                launched.append(job.run_dir)
-                method = job.run_dir.parts[-3]
-                lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
-                fake_run(job.run_dir, method, lr, score[method](lr))
+    class FakeContext:  # StudyContext.run without launching: writes the runs directly
+        def run(self, jobs):
+            for job in jobs:
+                if not job.done:
+                    launched.append(job.run_dir)
+                    method = job.run_dir.parts[-3]
+                    lr = float(next(o for o in job.overrides if o.startswith("trainer.lr=")).split("=")[1])
+                    fake_run(job.run_dir, method, lr, score[method](lr))
 
-    monkeypatch.setattr(efficiency, "run_jobs", fake_run_jobs)
-    args = Namespace(workers=2)
-    result = efficiency.sweep(args, tmp_path / "eff", tmp_path / "t2", ["GRPO", "SFT"], [0, 1])
+    result = efficiency.sweep(FakeContext(), SPEC, tmp_path / "eff", tmp_path / "t2", ["GRPO", "SFT"], [0, 1])
     assert [c["lr"] for c in result["GRPO"]["candidates"]] == [*LR_GRID, *LR_EXTENSIONS]
     assert result["GRPO"]["selected_lr"] == LR_EXTENSIONS[-1]
     assert [c["lr"] for c in result["SFT"]["candidates"]] == list(LR_GRID) and result["SFT"]["selected_lr"] == 6e-5

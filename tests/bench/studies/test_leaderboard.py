@@ -45,8 +45,8 @@ LRS = {"OPD": 2e-5, "EffOPD": 2e-5, "OPD-fast": 6e-5}
 
 @pytest.fixture(scope="module")
 def base_config():
-    return OmegaConf.to_container(compose_config(["world=style", "logging.wandb=disabled", "trainer.output_dir=unused"]),
-                                 resolve=True)
+    cfg = compose_config(["world=style", "logging.wandb=disabled", "trainer.output_dir=unused"])
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _fake_models(cfg: dict, cache: Path) -> None:
@@ -184,9 +184,9 @@ def test_round_trip_trained_run(micro_cfg, tmp_path):
 
 
 def test_table_json_source_must_agree_with_its_runs(runs_tree, tmp_path):
-    from bench.studies.speedup import build_table2, load_runs
+    from bench.studies.speedup import build_speedup_table, load_runs
 
-    table = build_table2(load_runs(runs_tree))
+    table = build_speedup_table(load_runs(runs_tree))
     table_path = tmp_path / "table.json"
     table_path.write_text(json.dumps(table))
     bundle, _ = _submit(table_path, runs_dir=runs_tree)
@@ -316,8 +316,8 @@ def test_reject_duplicate(good, tmp_path):
     again["id"], again["submitter"]["name"] = "another-name-0000", "Someone Else"
     problems = _validate(reseal(again), blob, tmp_path)
     assert _reasons(problems) == {"duplicate"}
-    assert {m for m in ("OPD", "EffOPD", "OPD-fast") if any(f"entry {m!r} has the same curves" in p for p in problems)} \
-        == {"OPD", "EffOPD", "OPD-fast"}
+    same = {m for m in ("OPD", "EffOPD", "OPD-fast") if any(f"entry {m!r} has the same curves" in p for p in problems)}
+    assert same == {"OPD", "EffOPD", "OPD-fast"}
 
 
 def test_reject_missing_provenance(good, tmp_path):

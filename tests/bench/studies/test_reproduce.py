@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from bench.studies.launcher import Job
+from bench.studies.jobs import DEFAULT_LR, Job, train_job
 from bench.studies.regimes import regime_job, table2_label
+from bench.studies.run_metrics import selection_score
 from bench.studies.speedup import load_runs
-from bench.studies.table2 import DEFAULT_LR, run_job, selection_score, target_sensitivity
+from bench.studies.table2 import target_sensitivity
+from tests.bench.studies.synthetic_runs import fake_train
 from tests.bench.studies.test_table2 import CURVES, write_run
 
 
@@ -33,11 +33,12 @@ def test_target_sensitivity_lower_targets_are_reached_earlier(tmp_path):
 def test_regimes_reuse_identical_table2_runs(tmp_path):
     table2 = tmp_path / "table2"
     done = table2 / "OPD-lr6e-5" / "seed1"
-    done.mkdir(parents=True)
-    (done / "summary.json").write_text(json.dumps({"status": "complete"}))
+    fake_train(done, train_job(table2, "OPD-lr6e-5", "opd", 1, 3 * DEFAULT_LR, selection=True).overrides)
     assert table2_label("OPD", DEFAULT_LR) == "OPD" and table2_label("EffOPD", 6e-5) is None
     reused = regime_job(tmp_path / "regimes", "style", 6e-5, "OPD", 1, table2)
     assert reused.run_dir == done and reused.done
+    # Rebuilt as table 2 made it (its LR 3 x 2e-5 = 6.000000000000001e-05, selection on): the same fingerprint.
+    assert reused.overrides == train_job(table2, "OPD-lr6e-5", "opd", 1, 3 * DEFAULT_LR, selection=True).overrides
     fresh = regime_job(tmp_path / "regimes", "scratch", 6e-5, "OPD", 1, table2)
     assert fresh.run_dir == tmp_path / "regimes" / "scratch" / "6e-5" / "OPD" / "seed1"
     assert "world=scratch" in fresh.overrides and "trainer.lr=6e-05" in fresh.overrides
@@ -45,5 +46,5 @@ def test_regimes_reuse_identical_table2_runs(tmp_path):
 
 
 def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
-    assert "data.selection_prompts=0" not in run_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
-    assert "data.selection_prompts=0" in run_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides
+    assert "data.selection_prompts=0" not in train_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
+    assert "data.selection_prompts=0" in train_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from bench.studies.speedup import build_table2, fmt_stat, load_runs, write_table2
+from bench.studies.speedup import build_speedup_table, fmt_stat, load_runs, write_speedup_table
 from bench.studies.stats import first_crossing, mean_ci
 
 STEPS = [0, 10, 20, 30, 40, 50]
@@ -62,7 +62,7 @@ def runs_root(tmp_path):
 
 @pytest.fixture
 def table(runs_root):
-    return build_table2(load_runs(runs_root), extra={"machine": "test-box", "git_commit": "abc"})
+    return build_speedup_table(load_runs(runs_root), extra={"machine": "test-box", "git_commit": "abc"})
 
 
 def rows_by_method(table):
@@ -143,12 +143,13 @@ def test_top_level_keys(table):
     assert [r["method"] for r in table["rows"]][0] == "OPD"
 
 
-def test_write_table2_outputs(runs_root, tmp_path):
+def test_write_speedup_table_outputs(runs_root, tmp_path):
     runs = load_runs(runs_root)
     paper = {"summary": "EffOPD reaches OPD accuracy about 3x faster.", "speedup": 3.0}
-    table = build_table2(runs, ci_method="bootstrap", paper=paper, extra={"total_wall_seconds": 1.5})
-    paths = write_table2(table, tmp_path / "out", runs)
-    for key, name in [("json", "table2.json"), ("csv", "table2.csv"), ("md", "table2.md"), ("png", "table2_curves.png")]:
+    table = build_speedup_table(runs, ci_method="bootstrap", paper=paper, extra={"total_wall_seconds": 1.5})
+    paths = write_speedup_table(table, tmp_path / "out", runs)
+    for key, name in [("json", "table2.json"), ("csv", "table2.csv"), ("md", "table2.md"),
+                      ("png", "table2_curves.png")]:
         assert paths[key].name == name and paths[key].stat().st_size > 0
     data = json.loads(paths["json"].read_text())
     for key in ("target", "seeds", "ci_method", "rows", "paper", "total_wall_seconds"):
@@ -171,8 +172,8 @@ def test_formatting_handles_none(runs_root, tmp_path):
     assert fmt_stat({"mean": 2.0, "ci95": [1.0, 3.0], "n": 3}, 1, "×") == "2.0× [1.0, 3.0]"
     # A method where no seed reaches the target must still render (as dashes), not crash.
     runs = [r for r in load_runs(runs_root) if r.method != "EffOPD"]
-    table = build_table2(runs, target_fraction=1.5)
-    paths = write_table2(table, tmp_path / "out", runs)
+    table = build_speedup_table(runs, target_fraction=1.5)
+    paths = write_speedup_table(table, tmp_path / "out", runs)
     assert "—" in paths["md"].read_text()
     assert rows_by_method(table)["OPD"]["reached_target"] == "0/2"
 

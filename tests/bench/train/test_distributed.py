@@ -25,6 +25,8 @@ from core.io import read_jsonl
 from core.paths import REPO_ROOT as REPO
 from tests.conftest import MICRO_RUN, MICRO_WORLD
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns processes: not in make test-fast
+
 TOL = 1e-5
 SAME_BATCH = ["trainer.dist_rollouts=replicate", "trainer.save_every=2", "trainer.eval_every=100"]
 RUNS = {

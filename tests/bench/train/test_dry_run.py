@@ -44,12 +44,14 @@ def test_dry_run_sizes_a_paper_preset_without_weights(qwen3_shaped, capsys):
     assert json.loads(capsys.readouterr().out)["world"] == "hub"
 
 
+@pytest.mark.slow
 def test_dry_run_fails_clearly_offline_and_without_a_teacher(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="world.teacher_path is empty"):
         train(compose_config(["experiment=paper/opd", "trainer.dry_run=true", "trainer.output_dir=unused"]))
     with pytest.raises(ValueError, match="(?s)cannot read the config of 'Qwen/Qwen3-1.7B'.*local HF-format folders"):
-        train(compose_config(["experiment=paper/opd", "world.teacher_path=Qwen/Qwen3-1.7B", "trainer.dry_run=true", "trainer.output_dir=unused"]))
+        train(compose_config(["experiment=paper/opd", "world.teacher_path=Qwen/Qwen3-1.7B", "trainer.dry_run=true",
+                              "trainer.output_dir=unused"]))
 
 
 def test_parameter_count_matches_a_built_model(micro_cache):

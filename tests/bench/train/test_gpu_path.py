@@ -9,6 +9,8 @@ import torch
 
 from core.rollout import SamplingParams, make_engine
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns processes: not in make test-fast
+
 
 def test_static_kv_cache_generates_what_the_dynamic_one_does(micro_cache):
     from transformers import AutoTokenizer
@@ -21,11 +23,11 @@ def test_static_kv_cache_generates_what_the_dynamic_one_does(micro_cache):
     model = load_model(path, trainable=False)
     prompts = ["123+456=", "99+1=", "5+5="]  # different lengths: left padding under a static cache
     greedy = SamplingParams(temperature=0.0, max_new_tokens=12, logprobs=False)
-    texts = {mode: make_engine("hf", model, tok, hf_static_cache=mode).generate(prompts, 1, greedy).texts
+    texts = {mode: make_engine("hf", model, tok, {"static_cache": mode}).generate(prompts, 1, greedy).texts
              for mode in ("off", "on")}
     assert texts["on"] == texts["off"]
-    with pytest.raises(ValueError, match="hf_static_cache='yes'"):
-        make_engine("hf", model, tok, hf_static_cache="yes")
+    with pytest.raises(ValueError, match="hf.static_cache='yes'"):
+        make_engine("hf", model, tok, {"static_cache": "yes"})
 
 
 def test_activation_checkpointing_leaves_training_unchanged(micro_cfg, tmp_path):

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns processes: not in make test-fast
+
 
 def losses_and_records(out):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -29,7 +31,7 @@ def test_tis_with_a_matched_engine_changes_nothing(micro_cfg, tmp_path):
     (["rollout.is_correction=tis", "rollout.temperature=0.7"], "at T = 1"),
     (["rollout.is_correction=tis", "experiment=sft"], "ppo_clip loss of on-policy samples"),
     (["rollout.is_correction=yes"], "rollout.is_correction='yes'"),
-    (["rollout.vllm_enforce_eager=maybe"], "vllm_enforce_eager='maybe'"),
+    (["rollout.vllm.enforce_eager=maybe"], "vllm.enforce_eager='maybe'"),
 ])
 def test_bad_is_settings_are_refused(micro_cfg, extra, match):
     from bench.algorithms.checks import check_algorithm

@@ -19,6 +19,7 @@ def _final_weights(out):
     return load_file(str(out / "final_model" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_opd_run_writes_all_outputs(micro_cfg, tmp_path):
     summary = train(micro_cfg(["experiment=opd"]))
     out = tmp_path / "run"
@@ -40,6 +41,7 @@ def test_opd_run_writes_all_outputs(micro_cfg, tmp_path):
     assert probe[1]["cos_prev_window"] is not None
 
 
+@pytest.mark.slow
 def test_selection_prompts_off_skips_them_and_leaves_training_identical(micro_cfg, tmp_path):
     with_sel, without = tmp_path / "with", tmp_path / "without"
     train(micro_cfg(["experiment=opd"], out=with_sel))
@@ -52,6 +54,7 @@ def test_selection_prompts_off_skips_them_and_leaves_training_identical(micro_cf
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_effopd_run_logs_triggers_and_overhead(micro_cfg, tmp_path):
     summary = train(micro_cfg(["experiment=effopd"]))
     triggers = read_jsonl(tmp_path / "run" / "effopd.jsonl")
@@ -65,6 +68,7 @@ def test_effopd_run_logs_triggers_and_overhead(micro_cfg, tmp_path):
     assert summary["validation_tokens"] == sum(t["tokens"] for t in triggers)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(micro_cfg, tmp_path):
     """N steps == N/2 steps + resume + N/2 steps: weights and every logged loss, bit for bit."""
     straight = tmp_path / "straight"
@@ -86,6 +90,7 @@ def test_resume_is_bit_exact(micro_cfg, tmp_path):
         assert strip(read_jsonl(straight / f"{name}.jsonl")) == strip(read_jsonl(split / f"{name}.jsonl")), name
 
 
+@pytest.mark.slow
 def test_self_distillation_has_zero_advantage_and_leaves_weights(micro_cfg, micro_cache, tmp_path):
     cfg = micro_cfg(["experiment=opd", "trainer.total_steps=2", "effopd.probe_when_disabled=false"])
     # Teacher = student: same recipe for both roles.
@@ -158,6 +163,7 @@ def test_teacher_with_another_vocabulary_is_rejected(micro_cfg):
         check_same_vocabulary(world.tokenizer, same, rows, rows + 1)
 
 
+@pytest.mark.slow
 def test_wandb_offline_by_default(micro_cfg, tmp_path, monkeypatch):
     assert compose_config([]).logging.wandb == "offline"
     monkeypatch.setenv("WANDB_SILENT", "true")

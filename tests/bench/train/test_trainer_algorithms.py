@@ -10,11 +10,14 @@ import torch
 from bench.algorithms import ScoredBatch
 from bench.algorithms.logprobs import response_logprobs
 from bench.config import compose_config
-from bench.train.loop import collect_batch, train
+from bench.train import train
+from bench.train.phases import collect_batch
 from bench.world import load_model, load_world
 from core.io import read_jsonl
 from core.rollout import RolloutBatch
 from evals.datasets.tinyworld_task import make_problem
+
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns processes: not in make test-fast
 
 
 def test_grpo_run_with_effopd_hook(micro_cfg, tmp_path):
@@ -42,7 +45,8 @@ class ScriptedSource:
 
     def generate(self, prompts, n, params):
         b = len(prompts) * n
-        return RolloutBatch(prompt_ids=torch.ones(b, 1, dtype=torch.long), prompt_mask=torch.ones(b, 1, dtype=torch.long),
+        return RolloutBatch(prompt_ids=torch.ones(b, 1, dtype=torch.long),
+                            prompt_mask=torch.ones(b, 1, dtype=torch.long),
                             response_ids=torch.ones(b, 2, dtype=torch.long), response_mask=torch.ones(b, 2),
                             logprobs=None, truncated=torch.zeros(b, dtype=torch.bool), texts=["x"] * b,
                             prompt_index=torch.arange(len(prompts)).repeat_interleave(n))

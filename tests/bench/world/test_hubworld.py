@@ -10,6 +10,8 @@ import pytest
 from bench.world.hub import split_training_rows
 from evals.datasets.loader import DEFAULT_DATA_DIR
 
+pytestmark = pytest.mark.slow  # trains, builds worlds or spawns sandboxes: not in make test-fast
+
 needs_shared = pytest.mark.skipif(not (DEFAULT_DATA_DIR / "math" / "deepmath_10k.jsonl").exists(),
                                   reason=f"shared benchmark data not present at {DEFAULT_DATA_DIR}")
 

@@ -1,4 +1,5 @@
-"""Tests for the tiny world's task (evals.datasets.tinyworld_task) and its character tokenizer (bench.world.tiny.tokenizer)."""
+"""Tests for the tiny world's task (evals.datasets.tinyworld_task) and its character tokenizer
+(bench.world.tiny.tokenizer)."""
 
 from __future__ import annotations
 

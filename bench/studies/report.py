@@ -1,0 +1,86 @@
+"""The report writer every study shares: number formatting, markdown lines, and the provenance footer.
+
+``fmt_stat`` renders a {"mean", "ci95", "n"} statistic as "mean [lo, hi]" (the speedup tables), ``fmt_ci`` the
+analysis tables' variant ("n/a" for a missing value, optional percentages); ``machine`` and ``git_commit`` are
+what a result records about where it was made, and ``machine_line`` is the "Machine: ...; commit ...; total
+... s." footer under every study's markdown. ``stale_note`` adds the line that says a study used runs whose
+fingerprint did not match (``--stale reuse``); it is empty otherwise, so normal outputs do not change.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from core.io import atomic_write_text
+from core.provenance import git_commit  # noqa: F401  (re-exported: studies record the commit through this module)
+
+DASH = "—"
+
+
+def _num(x: float | None, digits: int) -> str:
+    return DASH if x is None else f"{x:.{digits}f}"
+
+
+def fmt_stat(stat: dict | None, digits: int = 3, suffix: str = "") -> str:
+    """Render {"mean", "ci95"} as "mean [lo, hi]" (or just mean without a CI, "—" without a mean)."""
+    if not stat or stat.get("mean") is None:
+        return DASH
+    text = _num(stat["mean"], digits) + suffix
+    if stat.get("ci95"):
+        lo, hi = stat["ci95"]
+        text += f" [{_num(lo, digits)}, {_num(hi, digits)}]"
+    return text
+
+
+def fmt_ci(stat: dict | None, digits: int = 3, pct: bool = False) -> str:
+    """The analysis tables' "mean [lo, hi]": "n/a" without a mean, percentages with one decimal when ``pct``."""
+    if stat is None or stat.get("mean") is None:
+        return "n/a"
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.{digits}f}")
+    ci = stat.get("ci95")
+    return f"{f(stat['mean'])} [{f(ci[0])}, {f(ci[1])}]" if ci else f(stat["mean"])
+
+
+def md_row(cells) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def md_header(columns) -> list[str]:
+    """A markdown table's header row and its separator."""
+    columns = list(columns)
+    return [md_row(columns), "|" + "---|" * len(columns)]
+
+
+def machine(parallel_runs: int) -> dict:
+    """Where the runs were made: platform, processor, CPUs, torch and python, and how many ran at once."""
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "parallel_runs": parallel_runs}
+
+
+def machine_line(result: dict, torch: bool = False, total: str = "total wall-clock") -> str:
+    """The footer: "Machine: <processor>, <n> CPUs, <k> runs in parallel; [torch <v>; ]commit <c>; <total> <s> s."."""
+    m = result["machine"]
+    torch_part = f"torch {m['torch']}; " if torch else ""
+    return (f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['parallel_runs']} runs in parallel; {torch_part}"
+            f"commit {result['git_commit']}; {total} {result['total_wall_seconds']:.0f} s.")
+
+
+def stale_note(result: dict) -> list[str]:
+    """Lines naming the runs used despite a stale or missing fingerprint (``--stale reuse``); none otherwise."""
+    stale = result.get("stale_runs_reused") or []
+    if not stale:
+        return []
+    return ["", f"**{len(stale)} run(s) reused with --stale reuse** (made by other code or config than this "
+                "commit's; see stale_runs_reused in the JSON): " + ", ".join(s["run_dir"] for s in stale) + "."]
+
+
+def append_markdown(md_path: Path, lines: list[str]) -> None:
+    """Append ``lines`` (one newline each) to a markdown file, atomically."""
+    md_path = Path(md_path)
+    atomic_write_text(md_path, md_path.read_text() + "\n".join(lines) + "\n")

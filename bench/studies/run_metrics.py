@@ -1,0 +1,54 @@
+"""What studies read from finished runs besides the speedup table: the LR-selection score, EffOPD trigger
+diagnostics, and seconds per step by phase. Shared by every study that needs them (no study imports another)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from bench.studies.speedup import RunRecord
+from bench.studies.stats import mean_ci
+
+
+def selection_score(run: RunRecord) -> float:
+    """Mean greedy accuracy on the validation selection prompts over all evaluations of the run."""
+    vals = [e["val/greedy"] for e in run.evals]
+    return sum(vals) / len(vals)
+
+
+def effopd_diagnostics(runs: list[RunRecord]) -> list[dict]:
+    """Per trigger step, over seeds: acceptance, mean accepted multiplier, direction cosine, |Delta|/|theta|."""
+    by_step: dict[int, list[dict]] = {}
+    for run in runs:
+        path = run.path / "effopd.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            rec = json.loads(line)
+            by_step.setdefault(rec["step"], []).append(rec)
+    rows = []
+    for step in sorted(by_step):
+        recs = by_step[step]
+        row = {"step": step, "n": len(recs)}
+        if "accepted_multiplier" in recs[0]:
+            mults = [r["accepted_multiplier"] for r in recs]
+            row["accepted_frac"] = sum(m > 0 for m in mults) / len(mults)
+            row["accepted_multiplier"] = mean_ci(mults)
+            row["validation_seconds"] = mean_ci([r["seconds"] for r in recs])
+        cos = [r["cos_prev_window"] for r in recs if r.get("cos_prev_window") is not None]
+        row["cos_prev_window"] = mean_ci(cos)
+        row["delta_rel"] = mean_ci([r["delta_rel"] for r in recs])
+        rows.append(row)
+    return rows
+
+
+def step_time_split(runs: list[RunRecord]) -> dict:
+    """Seconds per step of each phase over all steps of all runs (one torch thread per run): the median for
+    the phases every step has, the mean for validation (it happens at a few trigger steps only)."""
+    phases: dict[str, list[float]] = {}
+    for run in runs:
+        for line in (run.path / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            for k, v in rec.items():
+                if k.startswith("time/"):
+                    phases.setdefault(k[5:], []).append(v)
+    return {k: round(statistics.fmean(v) if k == "validation" else statistics.median(v), 4)
+            for k, v in phases.items()}

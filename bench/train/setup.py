@@ -1,0 +1,154 @@
+"""Setup of a training run: everything the loop needs, built once, in a fixed order, into one ``Run``.
+
+The order matters for reproducibility (it is the order in which the global RNGs are consumed): seed ->
+checks -> world -> student, teacher, reference -> rollout engine -> training rollout source -> optimizer,
+scheduler -> prompt stream -> EffOPD hook.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer
+
+from bench import distributed
+from bench.algorithms.checks import check_algorithm
+from bench.algorithms.stages import BatchStage, active_batch_stages
+from bench.extrapolation.effopd import DirectionProbe, EffOPD
+from bench.train.data import PromptStream
+from bench.train.phases import EffOPDValidation
+from bench.train.snapshots import parse_snapshot_steps
+from bench.world import check_same_vocabulary, load_model, load_world
+from bench.world.teacher_samples import teacher_trajectories_for_run
+from core.io import atomic_write_text
+from core.rollout import RolloutEngine, SamplingParams, make_engine
+
+
+@dataclass
+class Run:
+    """The parts of one training run (``setup`` builds them; the loop reads them and steps the stateful ones)."""
+
+    cfg: object  # the resolved experiment config (bench/config.py)
+    out: Path  # trainer.output_dir
+    is_main: bool  # rank 0: writes the run's files and logs
+    world: object  # bench.world.World: tokenizer, model paths, prompt splits, task score
+    student: torch.nn.Module  # trained (FSDP2-sharded under torchrun)
+    teacher: torch.nn.Module | None  # frozen; scores distillation algorithms
+    reference: torch.nn.Module | None  # the frozen initial student (algorithm.kl_coef > 0)
+    rollout_model: torch.nn.Module  # full weights: what the engine samples from and final_model/ exports
+    engine: RolloutEngine  # samples from rollout_model: rollouts, evaluations, EffOPD validation
+    source: object  # where training rollouts come from: the engine, or cached teacher samples (SFT)
+    sampling: SamplingParams  # training rollouts' sampling
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    stream: PromptStream  # training prompts, in data.shuffle_seed order
+    effopd: EffOPD | DirectionProbe | None  # the extrapolation hook (or its direction probe), after each step
+    stages: list[BatchStage]  # the algorithm's active batch stages (bench/algorithms/stages.py)
+    snapshot_steps: set[int]  # steps whose parameters are saved for bench.studies.analysis
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_scheduler(cfg, optimizer):
+    warmup = cfg.trainer.lr_warmup_steps
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+
+
+def start(cfg) -> Path:
+    """Join the process group (torchrun), check the config, create the run folder, write config.yaml, seed."""
+    tcfg = cfg.trainer
+    distributed.init()  # torchrun: join the process group (one process: nothing to do)
+    distributed.check_config(cfg)
+    out = Path(tcfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if tcfg.threads > 0:
+        torch.set_num_threads(tcfg.threads)
+    if tcfg.resume not in ("none", "auto"):
+        raise ValueError(f"trainer.resume={tcfg.resume!r}; use 'none' or 'auto'")
+    if distributed.is_main():
+        atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    seed_everything(tcfg.seed)
+    check_algorithm(cfg)
+    return out
+
+
+def load_models(cfg, world) -> tuple:
+    """Student (trainable), teacher (when the algorithm scores with it) and reference (kl_coef > 0)."""
+    student = load_model(world.student_path, trainable=True)
+    if cfg.trainer.activation_checkpointing:
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    teacher = reference = None
+    if cfg.algorithm.needs_teacher:
+        teacher = load_model(world.teacher_path, trainable=False)
+        check_same_vocabulary(world.tokenizer, AutoTokenizer.from_pretrained(world.teacher_path),
+                              student.get_input_embeddings().num_embeddings,
+                              teacher.get_input_embeddings().num_embeddings)
+    if cfg.algorithm.kl_coef > 0:
+        reference = load_model(world.student_path, trainable=False)  # the frozen initial student
+    return student, teacher, reference
+
+
+def shard_models(cfg, student, teacher, reference) -> torch.nn.Module:
+    """The engine's full-weight model: the student itself on one process. Under torchrun, FSDP2 for the models
+    that run forward passes on each rank's rows and a full copy for the engine (kept in sync by
+    GatheredRollouts); weights load in full on every rank first (no meta-device init)."""
+    if distributed.world_size() == 1:
+        return student
+    rollout_model = copy.deepcopy(student).requires_grad_(False).to(distributed.device())
+    for model, trainable in ((student, True), (teacher, False), (reference, False)):
+        if model is not None:
+            distributed.shard_model(model, trainable, cfg.trainer.dist_param_dtype)
+    return rollout_model
+
+
+def build_engine(cfg, rollout_model, student, tokenizer) -> RolloutEngine:
+    """The registered engine ``rollout.engine`` (core/rollout/registry.py), built from its settings block
+    ``rollout.<engine>`` (absent: its defaults) and the run's seed."""
+    name = cfg.rollout.engine
+    engine = make_engine(name, rollout_model, tokenizer, cfg.rollout.get(name), seed=cfg.trainer.seed)
+    if distributed.world_size() > 1:
+        engine = distributed.GatheredRollouts(engine, rollout_model, student)
+    return engine
+
+
+def build_extrapolation(cfg, student, engine, world) -> EffOPD | DirectionProbe | None:
+    if cfg.effopd.enabled:
+        return EffOPD(cfg.effopd, student, EffOPDValidation(cfg, engine, world), on_weights_changed=engine.sync_weights,
+                      seed=cfg.trainer.seed)
+    if cfg.effopd.probe_when_disabled:
+        return DirectionProbe(student, cfg.effopd.schedule)
+    return None
+
+
+def setup(cfg) -> Run:
+    """Every part of the run, in the order documented at the top of this module."""
+    tcfg = cfg.trainer
+    out = start(cfg)
+    world = load_world(cfg)
+    student, teacher, reference = load_models(cfg, world)
+    rollout_model = shard_models(cfg, student, teacher, reference)
+    engine = build_engine(cfg, rollout_model, student, world.tokenizer)
+    # No sampled-token log-probs from the engine: the update recomputes them (with ppo_epochs == 1 from the
+    # training forward itself), and a [B, R, V] logits stack would cost ~1 GB per step at a 152k vocabulary.
+    # (Except under is_correction=tis: the engine's own log-probs are the IS denominator.)
+    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
+                              logprobs=cfg.rollout.is_correction == "tis")
+    source = teacher_trajectories_for_run(cfg, world) if cfg.algorithm.rollout_source == "teacher" else engine
+    optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
+                                  weight_decay=tcfg.weight_decay)
+    return Run(cfg=cfg, out=out, is_main=distributed.is_main(), world=world, student=student, teacher=teacher,
+               reference=reference, rollout_model=rollout_model, engine=engine, source=source, sampling=sampling,
+               optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer),
+               stream=PromptStream(world.train, cfg.data.shuffle_seed),
+               effopd=build_extrapolation(cfg, student, engine, world), stages=active_batch_stages(cfg),
+               snapshot_steps=set(parse_snapshot_steps(tcfg.snapshot_steps, tcfg.total_steps)))
