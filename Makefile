@@ -81,6 +81,7 @@ lint: $(STAMP)  ## ruff (settings in pyproject.toml)
 build-world: $(STAMP)  ## build and cache the tiny worlds' models (also done on demand)
 	$(PY) -m bench.tinyworld build world=style
 	$(PY) -m bench.tinyworld build world=scratch
+	$(PY) -m bench.tinyworld build world=flip
 
 reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> results/table2.*
 	$(REPRODUCE) table2 --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)

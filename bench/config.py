@@ -53,6 +53,14 @@ class WorldConfig:
     name: str = "style"  # label used in tables
     digits: int = 3  # operand digits of the addition task
     criterion: str = "answer_in_style"  # "answer" or "answer_in_style" (see evals.datasets.tinyworld_task)
+    target_style: list[str] = field(default_factory=lambda: ["carry", "sep", "restate"])
+    """Tiny worlds: the style features (carry, sep, restate) the teacher's style writes in their new form; the
+    ``answer_in_style`` criterion asks for exactly this style, and the build reports measure the share of
+    responses in it. Default: all three (the style world); the flip world's teacher changes ``carry`` only."""
+    build: int = 0
+    """Tiny worlds: which build of the world (a random factor). Build b trains every role (base, teacher,
+    student) with its recipe's seed + 1000 * b, so each build is its own cached model set; 0 = the recipes'
+    own seeds (the models every pinned number comes from)."""
     arch: ArchConfig = field(default_factory=ArchConfig)
     base: RecipeConfig = field(default_factory=RecipeConfig)  # pretrained base (used when init == "base")
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
@@ -164,6 +172,14 @@ class TrainerConfig:
     snapshot_steps: str = ""  # parameter snapshots for bench.studies.analysis (issue 6): "" = off; "+"-joined "pow2"
     # (0, 1, 2, 4, ...), "every:K", "at:S1,S2"; step 0 and the final step always; only the 2-D attention/MLP
     # weights and the input embedding, rank 0, atomic safetensors in <output_dir>/snapshots/
+    straightness: bool = True  # measure how straight the run's path over the attention/MLP parameters is
+    # (bench/extrapolation/straightness.py): per-step norms in metrics.jsonl; each effopd.schedule window's cosine
+    # with the final Delta W and with the previous window, the first 10% of steps' share of Delta W and the
+    # chord-to-arc ratio in summary.json's "straightness" (also over the optimizer's own steps when a hook
+    # extrapolates). No validation, no RNG; excluded from train_seconds
+    straightness_max_host_mb: float = 2048.0  # cap on its CPU copies of those parameters ((3 + K) float32 copies,
+    # twice that with an extrapolation hook; K = trigger steps in the run): above it the measure is skipped, with
+    # a note in summary.json (paper-scale models: raise it knowingly); 0 = no cap
     activation_checkpointing: bool = False  # recompute each decoder layer in backward (HF gradient
     # checkpointing, non-reentrant): activation memory of one layer instead of all; ~30% more compute
     logprob_chunk: int = 0  # > 0: log-probs over this many response positions at a time (lm_head + log-softmax
@@ -183,9 +199,18 @@ class TrainerConfig:
 
 @dataclass
 class EffOPDConfig:
-    """EffOPD extrapolation hook. Defaults reproduce the official implementation."""
+    """EffOPD extrapolation hook, and the block every registered extrapolation method reads.
+    Defaults reproduce the official implementation."""
 
-    enabled: bool = False
+    enabled: bool = False  # run the extrapolation hook ``method`` after every optimizer step (any algorithm)
+    method: str = "effopd"  # the registered extrapolation method built when enabled (bench/extrapolation/registry.py,
+    # ``register_extrapolation``): "effopd" (the paper's, bench/extrapolation/effopd.py) or any registered one
+    val_signal: str = "accuracy"  # the registered validation signal that scores the base point and each candidate
+    # (bench/extrapolation/validation.py; higher is better, accept rule unchanged): "accuracy" (official: task
+    # accuracy of val_samples samples per prompt at val_temperature), "teacher_loglik" (the student's mean per-token
+    # log-likelihood of the teacher's val_samples samples per prompt at val_temperature, generated once per run and
+    # cached; no generation, no verifier) or "reverse_kl" (minus the mean per-token log p_student - log p_teacher on
+    # the student's own val_samples samples per prompt at val_temperature; no verifier)
     schedule: str = "pow2"  # trigger steps: "pow2" (1, 2, 4, 8, ...) or "every:K"
     multipliers: str = "linear"  # candidates theta + m*Delta with m = 2k ("linear", official) or 2^k ("geometric")
     max_tries: int = 5  # candidates per trigger

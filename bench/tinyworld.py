@@ -1,4 +1,5 @@
-"""``python -m bench.tinyworld build [world=style|scratch]``: build and cache a tiny world
+"""``python -m bench.tinyworld build [world=style|flip|scratch] [world.build=B]``: build and cache a tiny world;
+``python -m bench.tinyworld report [world=...] [--builds 0,1,2]``: the per-build report
 (bench/world/tiny/__main__.py)."""
 
 import sys

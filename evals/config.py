@@ -36,7 +36,8 @@ class EvalConfig:
     grader_workers: int = 2  # maths grading processes (0 = in-process, no deadline: debugging only); code:
     # sandboxes in parallel
     grader_timeout_s: float = 10.0  # wall-clock deadline per graded sample, enforced by the parent
-    criterion: str = "answer_in_style"  # tinyworld only: "answer" | "answer_in_style" (evals.datasets.tinyworld_task)
+    criterion: str = "answer_in_style"  # tinyworld only: "answer" | "answer_in_style" (three-feature target) |
+    # "answer_in_style:<features joined by +>" (the world's target style: answer_in_style:carry for world=flip)
     tiny_n: int = 200  # tinyworld only: test problems (the trainer's periodic eval uses data.test_prompts)
     tiny_digits: int = 3  # tinyworld only: operand digits (world.digits)
     code_timeout_factor: float = 4.0  # code only: per-input time limit = max(min limit, factor x reference time)

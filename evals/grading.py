@@ -2,7 +2,8 @@
 
 - maths: ``evals.graders.pool.GraderPool`` (math-verify or strict in worker processes with deadlines);
 - tinyworld: the trainer's own criterion (``evals.datasets.tinyworld_task.score_response``), so an eval of a
-  tiny-world checkpoint scores exactly what the trainer's periodic eval scores;
+  tiny-world checkpoint scores exactly what the trainer's periodic eval scores; ``criterion`` names the world's
+  target style too (``answer_in_style`` = the three-feature target, ``answer_in_style:carry`` = the flip world's);
 - code: evalplus (HumanEval+ / MBPP+) through ``evals.graders.code.evalplus_grader``, on the code that
   evalplus's own ``sanitize`` extracts from the response (markdown fences, the entry point's dependencies),
   with evalplus's base + plus tests; the canonical-solution ceiling of ``results/code_ceiling.json``
@@ -47,6 +48,13 @@ class Grader:
         if bench.kind != "math" and cfg.grader and cfg.grader != bench.grader:
             raise ValueError(f"grader={cfg.grader!r} does not apply to {bench.name!r} (its grader is "
                              f"{bench.grader!r}); leave grader empty")
+        if bench.kind == "tiny":
+            from evals.datasets.tinyworld_task import parse_criterion  # lazy, as in grade_tiny
+
+            try:
+                parse_criterion(cfg.criterion)
+            except ValueError as exc:
+                raise ValueError(f"criterion={cfg.criterion!r}: {exc} (answer_in_style:carry for world=flip)") from exc
         self.pool = None
         self.code_meta: dict = {}
 
@@ -122,7 +130,12 @@ def grader_info(grader: Grader) -> dict:
         info.update({"math_verify_version": _version("math-verify"), "workers": grader.cfg.grader_workers,
                      "timeout_s": grader.cfg.grader_timeout_s})
     elif grader.bench.kind == "tiny":
+        from evals.datasets.tinyworld_task import parse_criterion
+
         info["criterion"] = grader.cfg.criterion
+        target = parse_criterion(grader.cfg.criterion)[1]
+        if target is not None:  # the features the target style writes in their new form
+            info["target_style"] = list(target.features)
     else:
         info.update({"evalplus_version": _version("evalplus"), **grader.code_meta,
                      "canonical_ceiling": code_ceiling(EVALPLUS_DATASETS[grader.bench.name])})

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from bench.algorithms.checks import check_algorithm
 from bench.config import compose_config
+from bench.extrapolation import check_extrapolation
 from core.paths import EXPERIMENTS_DIR
 
 GROUPS = ("world", "data", "algorithm", "rollout", "trainer", "effopd", "logging")
@@ -35,12 +36,16 @@ def test_experiment_preset_composes_and_passes_checks(preset):
     assert cfg.method, f"experiment={preset} sets no method label"
     resolved(cfg)
     check_algorithm(cfg)
+    check_extrapolation(cfg)
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
 def test_group_option_composes(group, option):
     cfg = compose_config([f"{group}={option}"])
     resolved(cfg)
+    # An option alone need not be a whole experiment (algorithm=grpo wants the grpo preset's rollout.n), so only
+    # the block-local checks run here; the experiment presets above get all of them.
+    check_extrapolation(cfg)
 
 
 def test_every_preset_is_listed():

@@ -4,7 +4,8 @@ After the optimizer step at trigger steps (default 1, 2, 4, 8, ...), with Delta 
 attention/MLP parameters, try theta + m_k * Delta for m_k = 2k (k = 1..5; the official in-place rule
 f = 2, f <- f / (1 + f) gives exactly these) and keep going while the validation score strictly improves;
 the first failure restores the last accepted point. Then theta_anchor <- theta. Optimizer state is untouched.
-Works with any algorithm: it only needs the model and a validation scorer.
+Works with any algorithm: it only needs the model and a validation scorer (``effopd.val_signal``). Registered
+as ``effopd.method=effopd`` (bench/extrapolation/registry.py), the default method.
 
 Under FSDP2 the parameters are DTensors: backup, extrapolation and rollback act on each rank's local shard
 (elementwise, so no communication), the anchor stays sharded, and the direction statistics sum their
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch.distributed.tensor import DTensor
 
 from bench import distributed
+from bench.extrapolation.registry import ExtrapolationContext, Scorer, ValidationScore, register_extrapolation
+
+__all__ = ["EXTRAPOLATED_KEYWORDS", "DirectionProbe", "EffOPD", "Scorer", "ValidationScore", "check_effopd",
+           "direction_stats", "is_extrapolated", "is_trigger_step", "multiplier"]
 
 # The official name rule: a parameter is extrapolated when its name contains any of these.
 EXTRAPOLATED_KEYWORDS = (
@@ -52,25 +56,20 @@ def multiplier(k: int, kind: str) -> float:
     raise ValueError(f"effopd.multipliers={kind!r}; use 'linear' (official, 2k) or 'geometric' (2^k)")
 
 
-@dataclass
-class ValidationScore:
-    score: float
-    tokens: int
-
-
-# A scorer evaluates the model as it is now; ``seed`` fixes its sampling noise (common random numbers).
-Scorer = Callable[[int], ValidationScore]
+def check_effopd(cfg) -> None:
+    """The ``effopd`` options EffOPD reads (``cfg``: the block itself); raises naming the key and the fix."""
+    if cfg.accept not in ("gt", "ge"):
+        raise ValueError(f"effopd.accept={cfg.accept!r}; use 'gt' (strictly greater, official) or 'ge'")
+    if cfg.max_tries < 1:
+        raise ValueError(f"effopd.max_tries={cfg.max_tries}; must be >= 1")
+    multiplier(1, cfg.multipliers)
+    is_trigger_step(1, cfg.schedule)
 
 
 class EffOPD:
     def __init__(self, cfg, model: torch.nn.Module, scorer: Scorer,
                  on_weights_changed: Callable[[], None] = lambda: None, seed: int = 0):
-        if cfg.accept not in ("gt", "ge"):
-            raise ValueError(f"effopd.accept={cfg.accept!r}; use 'gt' (strictly greater, official) or 'ge'")
-        if cfg.max_tries < 1:
-            raise ValueError(f"effopd.max_tries={cfg.max_tries}; must be >= 1")
-        multiplier(1, cfg.multipliers)
-        is_trigger_step(1, cfg.schedule)
+        check_effopd(cfg)
         self.cfg = cfg
         self.scorer = scorer
         self.on_weights_changed = on_weights_changed  # e.g. a vLLM engine's weight sync
@@ -231,3 +230,9 @@ class DirectionProbe:
         self.prev_delta = delta
         self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         return record
+
+
+@register_extrapolation("effopd", check=lambda cfg: check_effopd(cfg.effopd))
+def build_effopd(ctx: ExtrapolationContext) -> EffOPD:
+    """``effopd.method=effopd`` (the default): the paper's method with the ``effopd.*`` options."""
+    return EffOPD(ctx.cfg.effopd, ctx.model, ctx.scorer, on_weights_changed=ctx.on_weights_changed, seed=ctx.seed)

@@ -4,8 +4,9 @@ A ``Job`` is a run folder plus the Hydra overrides of one training run. Every st
 ``train_job`` (experiment preset, world, seed, learning rate, method label, wandb off, selection prompts on
 or off, extra overrides), so the same run is described the same way everywhere and a study can reuse another
 study's finished folder (``existing_job``: table 2's runs in the efficiency and regimes studies) knowing the
-exact overrides that made it. Launching is bench/studies/launcher.py's job; ``Job.command`` is the command
-line every launcher runs.
+exact overrides that made it. ``builds_for`` spreads a study's seeds over a world's builds (``world.build``),
+and ``train_job(..., build=b)`` puts a run in build b. Launching is bench/studies/launcher.py's job;
+``Job.command`` is the command line every launcher runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.studies.speedup import run_build
 
 DEFAULT_LR = 2e-5  # trainer.lr of experiments/trainer/tiny.yaml: the tiny world's OPD default
 LR_MULTIPLIERS = (1, 3, 10)  # the standard LR grid around it: x1, x3, x10 (table 2's sweep, the regimes' LRs)
@@ -50,17 +53,42 @@ def sweep_label(method: str, lr: float, default_lr: float = DEFAULT_LR) -> str:
     return method if lr == default_lr else f"{method}-lr{lr_tag(lr)}"
 
 
+def builds_for(seeds, n_builds: int) -> dict[int, int]:
+    """The world build of each seed when a study spreads ``seeds`` over ``n_builds`` builds: round-robin by seed
+    value, seed s -> build s % n_builds (seeds 0..4 over 3 builds -> 0, 1, 2, 0, 1).
+
+    By value, not by position, so a seed lands in the same build whatever other seeds a call lists (table 2's
+    LR-sweep seeds are a subset of its seeds, and must reuse the same runs). ``n_builds=1`` puts every seed in
+    build 0, which is every study's behaviour before builds existed.
+    """
+    if isinstance(n_builds, bool) or not isinstance(n_builds, int) or n_builds < 1:
+        raise ValueError(f"n_builds = {n_builds!r}: the number of world builds must be an integer >= 1 "
+                         "(use 1 for the single default build)")
+    seeds = list(seeds)
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds {bad!r}: training seeds must be integers >= 0 (trainer.seed)")
+    return {s: s % n_builds for s in seeds}
+
+
 def train_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
-              selection: bool = False, extra: tuple[str, ...] | list[str] = ()) -> Job:
+              selection: bool = False, extra: tuple[str, ...] | list[str] = (), build: int = 0) -> Job:
     """The run ``<runs_dir>/<label>/seed<seed>``: preset ``experiment`` on ``world`` at ``lr``, labelled ``label``.
 
     Only runs that take part in a learning-rate selection score the validation selection prompts (evaluation
     never touches training randomness, so the runs are otherwise identical); ``extra`` overrides go last.
+    ``build`` is the world build (``world.build``): added as an override only when it is not 0, so a build-0
+    job's overrides, and so its run fingerprint, are what they were before builds existed. The folder does not
+    name the build: one label holds one run per seed (spread seeds over builds with ``builds_for``), and a
+    finished folder made in another build is caught by its fingerprint (stale) instead of being loaded twice.
     """
+    if isinstance(build, bool) or not isinstance(build, int) or build < 0:
+        raise ValueError(f"build = {build!r}: the world build (world.build) must be an integer >= 0 "
+                         "(0 is the default build)")
     return Job(Path(runs_dir) / label / f"seed{seed}",
-               [f"experiment={experiment}", f"world={world}", f"trainer.seed={seed}", f"trainer.lr={lr}",
-                f"method={label}", "logging.wandb=disabled", *([] if selection else ["data.selection_prompts=0"]),
-                *extra])
+               [f"experiment={experiment}", f"world={world}", *([f"world.build={build}"] if build else []),
+                f"trainer.seed={seed}", f"trainer.lr={lr}", f"method={label}", "logging.wandb=disabled",
+                *([] if selection else ["data.selection_prompts=0"]), *extra])
 
 
 def scored_selection(run_dir: Path) -> bool:
@@ -70,22 +98,26 @@ def scored_selection(run_dir: Path) -> bool:
 
 
 def existing_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
-                 needs_selection: bool = False, extra: tuple[str, ...] | list[str] = ()) -> Job | None:
-    """Another study's finished run of the same (experiment, world, seed, LR), as the job that made it, or None.
+                 needs_selection: bool = False, extra: tuple[str, ...] | list[str] = (),
+                 build: int = 0) -> Job | None:
+    """Another study's finished run of the same (experiment, world, build, seed, LR), as the job that made it, or None.
 
     The folder is ``train_job``'s (``<runs_dir>/<label>/seed<seed>``); its selection setting and its exact
     learning rate (table 2's 3 x 2e-5 is 6.000000000000001e-05, an LR file's is 6e-05: one ``lr_tag``) are read
     from the run, so the rebuilt overrides are the ones the launcher fingerprinted. None when the folder has no
-    summary.json, when its LR differs, or when ``needs_selection`` and the run did not score the selection prompts.
+    summary.json, when its LR or its world build (config.yaml's ``world.build``, 0 when absent) differs, or when
+    ``needs_selection`` and the run did not score the selection prompts.
     """
+
     folder = Path(runs_dir) / label / f"seed{seed}"
     if not (folder / "summary.json").exists():
         return None
     summary = json.loads((folder / "summary.json").read_text())
     run_lr = float(summary.get("lr", lr))
-    if lr_tag(run_lr) != lr_tag(lr):
+    if lr_tag(run_lr) != lr_tag(lr) or run_build(folder, summary) != build:
         return None
     selection = scored_selection(folder)
     if needs_selection and not selection:
         return None
-    return train_job(runs_dir, label, experiment, seed, run_lr, world=world, selection=selection, extra=extra)
+    return train_job(runs_dir, label, experiment, seed, run_lr, world=world, selection=selection, extra=extra,
+                     build=build)

@@ -1,9 +1,10 @@
 """The report writer every study shares: number formatting, markdown lines, and the provenance footer.
 
-``fmt_stat`` renders a {"mean", "ci95", "n"} statistic as "mean [lo, hi]" (the speedup tables), ``fmt_ci`` the
-analysis tables' variant ("n/a" for a missing value, optional percentages); ``machine`` and ``git_commit`` are
-what a result records about where it was made, and ``machine_line`` is the "Machine: ...; commit ...; total
-... s." footer under every study's markdown. ``stale_note`` adds the line that says a study used runs whose
+``fmt_stat`` renders a {"mean", "ci95", "n"} statistic as "mean [lo, hi]" (the speedup tables), ``fmt_spread``
+the per-build means beside it when a table spans several world builds, ``fmt_ci`` the analysis tables' variant
+("n/a" for a missing value, optional percentages); ``machine`` and ``git_commit`` are what a result records about
+where it was made, and ``machine_line`` is the "Machine: ...; commit ...; total ... s." footer under every
+study's markdown. ``stale_note`` adds the line that says a study used runs whose
 fingerprint did not match (``--stale reuse``); it is empty otherwise, so normal outputs do not change.
 """
 
@@ -31,6 +32,20 @@ def fmt_stat(stat: dict | None, digits: int = 3, suffix: str = "") -> str:
     if stat.get("ci95"):
         lo, hi = stat["ci95"]
         text += f" [{_num(lo, digits)}, {_num(hi, digits)}]"
+    return text
+
+
+def fmt_spread(spread: dict | None, digits: int = 3, suffix: str = "") -> str:
+    """Render a between-build spread ({"per_build": [{"build", "mean"}], "range", "sd"}) as
+    "b0 1.20 · b1 1.50 · b2 — (range 1.20–1.50, sd 0.21)" ("—" for a build without a value, no sd below 2)."""
+    if not spread or not spread.get("per_build"):
+        return DASH
+    text = " · ".join(f"b{p['build']} {_num(p['mean'], digits)}{'' if p['mean'] is None else suffix}"
+                      for p in spread["per_build"])
+    if spread.get("range"):
+        lo, hi = spread["range"]
+        sd = f", sd {_num(spread['sd'], digits)}" if spread.get("sd") is not None else ""
+        text += f" (range {_num(lo, digits)}–{_num(hi, digits)}{sd})"
     return text
 
 

@@ -1,5 +1,6 @@
 """What studies read from finished runs besides the speedup table: the LR-selection score, EffOPD trigger
-diagnostics, and seconds per step by phase. Shared by every study that needs them (no study imports another)."""
+diagnostics, seconds per step by phase, and the straightness of the parameter path. Shared by every study that
+needs them (no study imports another)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,28 @@ def effopd_diagnostics(runs: list[RunRecord]) -> list[dict]:
         row["delta_rel"] = mean_ci([r["delta_rel"] for r in recs])
         rows.append(row)
     return rows
+
+
+STRAIGHTNESS_SCALARS = ("chord_arc", "early_share", "cos_final_mean", "cos_prev_window_mean", "final_norm",
+                        "arc_length")
+
+
+def straightness(run: RunRecord, path: str = "net") -> dict | None:
+    """The run's straightness measures (summary.json's ``straightness``, bench/extrapolation/straightness.py) on
+    ``path``: ``"net"`` (the weights' actual trajectory) or ``"optimizer"`` (the optimizer's own steps, jumps cut
+    out; for a run without an extrapolation hook the same as ``"net"``). Its scalars plus the per-window
+    ``window_steps``, ``window_cos_final`` and ``window_cos_prev``; None when the run has no measure (written
+    before it existed, ``trainer.straightness=false``, or skipped: see its ``skipped`` note)."""
+    if path not in ("net", "optimizer"):
+        raise ValueError(f"straightness path={path!r}; use 'net' or 'optimizer'")
+    block = run.summary.get("straightness")
+    if not block or "net" not in block:
+        return None
+    measures = block.get(path, block["net"])
+    windows = measures["windows"]
+    return {**{k: measures[k] for k in STRAIGHTNESS_SCALARS}, "early_step": block["early_step"],
+            "window_steps": [w["step"] for w in windows], "window_cos_final": [w["cos_final"] for w in windows],
+            "window_cos_prev": [w["cos_prev_window"] for w in windows]}
 
 
 def step_time_split(runs: list[RunRecord]) -> dict:

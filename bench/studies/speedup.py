@@ -1,9 +1,16 @@
 """The speedup-table builder: final accuracy, steps / wall-clock / tokens to a target accuracy, and speedups
-over a reference method, per method with 95% CIs over seeds.
+over a reference method, per method with 95% CIs over seeds (and over world builds, when the runs span several).
 
 Input is a folder tree of finished runs (each with summary.json and evals.jsonl, read by ``load_runs``); output
 is a dict (``build_speedup_table``) that ``write_speedup_table`` renders as JSON, CSV, Markdown and a curves
 plot. Table 2, the efficiency table, every regime of the regimes table and the leaderboard are built with it.
+
+World builds: each run knows its world build (``world.build`` in its config.yaml; 0 when absent). When a table's
+runs all come from one build, the CIs are over seeds (``ci_method`` "t" or "bootstrap"). When they span several,
+the build is the unit of replication: "t" becomes a Student-t interval over per-build means (CI_METHODS
+["cluster_t"], the default) and "bootstrap" the hierarchical bootstrap over builds, then seeds
+(CI_METHODS["hierarchical"]); runs pair by (build, seed) for speedups, and each row gets ``between_builds``:
+per-build means, their range and sd.
 """
 
 from __future__ import annotations
@@ -18,9 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from bench.studies.report import DASH, fmt_stat
-from bench.studies.stats import first_crossing, mean_ci
+from bench.studies.report import DASH, fmt_spread, fmt_stat
+from bench.studies.stats import (
+    between_build_spread,
+    cluster_t_mean_ci,
+    first_crossing,
+    hierarchical_mean_ci,
+    mean_ci,
+)
 from core.io import atomic_write_json, atomic_write_text, read_jsonl
 
 # Per-row statistics, in the order they appear in the CSV.
@@ -36,12 +50,30 @@ STAT_FIELDS = (
 CI_METHODS = {
     "t": "95% Student-t interval over seeds (mean ± t_{0.975,n-1} · sd / sqrt(n)); none when n < 2",
     "bootstrap": "95% bootstrap percentile interval over seeds (10000 resamples, fixed RNG seed); none when n < 2",
+    # Not chosen by the caller: whenever a table's runs span more than one world build, "t" becomes "cluster_t"
+    # and "bootstrap" becomes "hierarchical" for every statistic.
+    "cluster_t": (
+        "95% Student-t interval over world builds: each build's runs are averaged first, the mean is the mean of "
+        "the build means (every build weighs the same) and the interval mean ± t_{0.975,k-1} · sd / sqrt(k) over "
+        "the k build means (speedups: per (build, seed) pair, then per build); none when fewer than 2 builds"
+    ),
+    "hierarchical": (
+        "95% hierarchical (two-stage) bootstrap percentile interval over world builds, then seeds: each of 10000 "
+        "resamples (fixed RNG seed) draws the builds with replacement, then within each drawn build its seeds with "
+        "replacement (speedups: its (build, seed) pairs), and takes the mean of all values drawn; the headline mean "
+        "is the mean over all runs; none when fewer than 2 builds have a value"
+    ),
 }
+# The ci_method values a caller may ask for; with several builds they become "cluster_t" / "hierarchical".
+CALLER_CI_METHODS = ("t", "bootstrap")
+# The statistics whose per-build means the markdown shows next to the headline, with their formatting.
+SPREAD_FIELDS = (("final_accuracy", "final acc", 3, ""), ("steps_to_target", "steps to target", 1, ""),
+                 ("speedup_steps", "speedup steps", 2, "×"), ("speedup_wall", "speedup wall", 2, "×"))
 
 
 @dataclass
 class RunRecord:
-    """One finished training run: identity, its summary.json and its evals.jsonl (sorted by step)."""
+    """One finished training run: identity (method, seed, world build), its summary.json and its evals.jsonl."""
 
     method: str
     seed: int
@@ -53,6 +85,7 @@ class RunRecord:
     tokens_by_step: dict[int, int] = field(default_factory=dict)  # cumulative generated tokens after each
     # step: training rollouts (every dynamic-sampling round; for SFT the teacher tokens it trains on) plus
     # EffOPD's validation tokens
+    build: int = 0  # the world build the run trained in (config.yaml's world.build; 0 for runs made before builds)
 
 
 def cumulative_tokens(folder: Path) -> dict[int, int]:
@@ -67,6 +100,22 @@ def cumulative_tokens(folder: Path) -> dict[int, int]:
         total += per_step[step]
         out[step] = total
     return out
+
+
+def run_build(folder: Path, summary: dict) -> int:
+    """A run's world build: ``world.build`` of its config.yaml, else summary.json's ``world_build``, else 0.
+
+    Run folders made before world builds existed have neither, and so load as build 0, as they were.
+    """
+    build = summary.get("world_build", 0)
+    config = folder / "config.yaml"
+    if config.exists():
+        world = (yaml.safe_load(config.read_text()) or {}).get("world") or {}
+        build = world.get("build", build)
+    if isinstance(build, bool) or not isinstance(build, int) or build < 0:
+        raise ValueError(f"{folder}: world.build = {build!r} is not a world build; it must be an integer >= 0 "
+                         "(fix the run's config.yaml / summary.json, or rerun it)")
+    return build
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:
@@ -87,7 +136,7 @@ def load_runs(root: str | Path) -> list[RunRecord]:
         runs.append(RunRecord(
             method=summary["method"], seed=int(summary["seed"]), lr=float(summary["lr"]),
             world=str(summary.get("world", "")), summary=summary, evals=evals, path=folder,
-            tokens_by_step=cumulative_tokens(folder),
+            tokens_by_step=cumulative_tokens(folder), build=run_build(folder, summary),
         ))
     if incomplete:
         raise ValueError("incomplete runs found: " + "; ".join(incomplete))
@@ -130,74 +179,104 @@ def build_speedup_table(
 ) -> dict:
     """Build the speedup table's dict: one row per method, stats as {"mean", "ci95", "n"} over seeds.
 
-    Target = target_fraction × mean over seeds of the reference method's final accuracy.
-    Speedups are per seed pair (same seed in reference and method); pairs where either side misses
-    the target, or the reference lacks that seed, are left out of the mean and counted in pairs_excluded.
+    Target = target_fraction × mean over runs of the reference method's final accuracy.
+    Speedups are per run pair (same world build and seed in reference and method); pairs where either side
+    misses the target, or the reference lacks that (build, seed), are left out of the mean and counted in
+    pairs_excluded. With runs from one world build the CIs follow ``ci_method`` ("t" or "bootstrap") and the
+    table of build-0 runs is what it was before builds existed; with several, every CI accounts for builds as
+    well as seeds: "t" becomes a t interval over per-build means, "bootstrap" the hierarchical bootstrap over
+    builds then seeds (their stats add "n_builds"), and each row gets "between_builds" (per
+    statistic: per-build means, their range and sd). Whenever a build other than 0 is present, the table and each
+    row list their "builds", each per-seed entry its "build", and the target's definition names them.
     """
-    if ci_method not in CI_METHODS:
-        raise ValueError(f"unknown ci_method {ci_method!r}")
-    by_method: dict[str, dict[int, RunRecord]] = defaultdict(dict)
+    if ci_method not in CALLER_CI_METHODS:
+        raise ValueError(f"unknown ci_method {ci_method!r}; use one of {list(CALLER_CI_METHODS)} (several world "
+                         "builds turn them into 'cluster_t' / 'hierarchical' by themselves)")
+    by_method: dict[str, dict[tuple[int, int], RunRecord]] = defaultdict(dict)
     for r in runs:
-        if r.seed in by_method[r.method]:
-            raise ValueError(f"duplicate run for method {r.method!r} seed {r.seed}: {r.path}")
-        by_method[r.method][r.seed] = r
+        if (r.build, r.seed) in by_method[r.method]:
+            where = f" build {r.build}" if r.build else ""
+            raise ValueError(f"duplicate run for method {r.method!r} seed {r.seed}{where}: {r.path}")
+        by_method[r.method][(r.build, r.seed)] = r
     if reference not in by_method:
         raise ValueError(f"reference method {reference!r} not among runs {sorted(by_method)}")
+    builds = sorted({r.build for r in runs})
+    several = len(builds) > 1  # CIs over builds and the between-build spread
+    labelled = builds != [0]  # builds named in the JSON (a table of build-0 runs is what it was before builds)
 
-    finals = {(m, s): final_accuracy(r, metric, final_window) for m, rs in by_method.items() for s, r in rs.items()}
-    ref_finals = [finals[(reference, s)] for s in sorted(by_method[reference])]
+    finals = {(m, k): final_accuracy(r, metric, final_window) for m, rs in by_method.items() for k, r in rs.items()}
+    ref_finals = [finals[(reference, k)] for k in sorted(by_method[reference])]
     if any(v is None for v in ref_finals):
         raise ValueError(f"some {reference} runs never report {metric!r}")
     target = target_fraction * float(np.mean(ref_finals))
-    cross = {(m, s): _crossing(r, metric, target) for m, rs in by_method.items() for s, r in rs.items()}
+    cross = {(m, k): _crossing(r, metric, target) for m, rs in by_method.items() for k, r in rs.items()}
 
-    def ci(values):
-        return mean_ci(values, method=ci_method)
+    def by_build(values, keys) -> dict[int, list]:
+        groups: dict[int, list] = defaultdict(list)
+        for (b, _), v in zip(keys, values):
+            groups[b].append(v)
+        return groups
+
+    def ci(values, keys):
+        if not several:
+            return mean_ci(values, method=ci_method)
+        groups = [by_build(values, keys)[b] for b in sorted(by_build(values, keys))]
+        return cluster_t_mean_ci(groups) if ci_method == "t" else hierarchical_mean_ci(groups)
 
     rows = []
     for method in [reference] + sorted(m for m in by_method if m != reference):
-        seeds = sorted(by_method[method])
+        keys = sorted(by_method[method])
         per_seed, sp_steps, sp_wall, excluded = [], [], [], 0
-        for s in seeds:
-            steps, wall = cross[(method, s)]
-            tokens = by_method[method][s].tokens_by_step
+        for k in keys:
+            run = by_method[method][k]
+            steps, wall = cross[(method, k)]
+            tokens = run.tokens_by_step
             per_seed.append({
-                "seed": s,
-                "final_accuracy": finals[(method, s)],
+                **({"build": k[0]} if labelled else {}),
+                "seed": k[1],
+                "final_accuracy": finals[(method, k)],
                 "steps_to_target": steps,
                 "wall_seconds_to_target": wall,
                 "tokens_to_target": tokens.get(steps) if steps is not None and tokens else None,
-                "validation_seconds": float(by_method[method][s].summary.get("validation_seconds", 0.0)),
+                "validation_seconds": float(run.summary.get("validation_seconds", 0.0)),
             })
-            ref_steps, ref_wall = cross.get((reference, s), (None, None))
+            ref_steps, ref_wall = cross.get((reference, k), (None, None))
             a, b = _ratio(ref_steps, steps), _ratio(ref_wall, wall)
             if a is None:
                 excluded += 1
             sp_steps.append(a)
             sp_wall.append(b)
-        col = lambda key: [p[key] for p in per_seed]  # noqa: E731
-        rows.append({
+        columns = {
+            "final_accuracy": [p["final_accuracy"] for p in per_seed],
+            "steps_to_target": [p["steps_to_target"] for p in per_seed],
+            "wall_seconds_to_target": [p["wall_seconds_to_target"] for p in per_seed],
+            "tokens_to_target": [p["tokens_to_target"] for p in per_seed],
+            "speedup_steps": sp_steps,
+            "speedup_wall": sp_wall,
+            "validation_overhead_seconds": [p["validation_seconds"] for p in per_seed],
+        }
+        row = {
             "method": method,
-            "n_seeds": len(seeds),
-            "seeds": seeds,
-            "lr": sorted({by_method[method][s].lr for s in seeds}),
-            "reached_target": f"{sum(p['steps_to_target'] is not None for p in per_seed)}/{len(seeds)}",
+            "n_seeds": len(keys),
+            "seeds": [s for _, s in keys],
+            **({"builds": sorted({b for b, _ in keys})} if labelled else {}),
+            "lr": sorted({by_method[method][k].lr for k in keys}),
+            "reached_target": f"{sum(p['steps_to_target'] is not None for p in per_seed)}/{len(keys)}",
             "pairs_excluded": excluded,
-            "final_accuracy": ci(col("final_accuracy")),
-            "steps_to_target": ci(col("steps_to_target")),
-            "wall_seconds_to_target": ci(col("wall_seconds_to_target")),
-            "tokens_to_target": ci(col("tokens_to_target")),
-            "speedup_steps": ci(sp_steps),
-            "speedup_wall": ci(sp_wall),
-            "validation_overhead_seconds": ci(col("validation_seconds")),
-            "per_seed": per_seed,
-        })
+            **{f: ci(columns[f], keys) for f in STAT_FIELDS},
+        }
+        if several:
+            row["between_builds"] = {f: between_build_spread(by_build(columns[f], keys)) for f in STAT_FIELDS}
+        row["per_seed"] = per_seed
+        rows.append(row)
 
     pct = f"{target_fraction * 100:g}%"
+    ref_seeds = sorted({s for _, s in by_method[reference]})
+    on_builds = f" on world builds {sorted({b for b, _ in by_method[reference]})}" if labelled else ""
     table = {
         "target": {
             "definition": (
-                f"{pct} of the mean final {metric} of {reference} over seeds {sorted(by_method[reference])} "
+                f"{pct} of the mean final {metric} of {reference} over seeds {ref_seeds}{on_builds} "
                 f"(final = mean of the last {final_window} evals of each run): {target:.4f}"
             ),
             "value": target,
@@ -205,7 +284,8 @@ def build_speedup_table(
         },
         "reference": reference,
         "seeds": sorted({r.seed for r in runs}),
-        "ci_method": CI_METHODS[ci_method],
+        **({"builds": builds} if labelled else {}),
+        "ci_method": CI_METHODS[{"t": "cluster_t", "bootstrap": "hierarchical"}[ci_method] if several else ci_method],
         "rows": rows,
         "paper": paper,
     }
@@ -225,18 +305,30 @@ def _scaled(stat: dict | None, k: float) -> dict | None:
 
 
 def _csv_text(table: dict) -> str:
+    """One line per method. With builds other than 0, ``builds`` gives each run's build (aligned with ``seeds``);
+    with several, every statistic adds ``_n_builds`` and the spread of its per-build means (``_build_min/max/sd``)."""
+    labelled, several = "builds" in table, len(table.get("builds", ())) > 1
     buf = io.StringIO()
-    stat_cols = [f"{f}_{k}" for f in STAT_FIELDS for k in ("mean", "lo", "hi", "n")]
-    w = csv.DictWriter(buf, ["method", "n_seeds", "seeds", "lr", "reached_target", "pairs_excluded", *stat_cols])
+    stat_keys = ("mean", "lo", "hi", "n") + (("n_builds", "build_min", "build_max", "build_sd") if several else ())
+    stat_cols = [f"{f}_{k}" for f in STAT_FIELDS for k in stat_keys]
+    head = ["method", "n_seeds", "seeds", *(["builds"] if labelled else []), "lr", "reached_target", "pairs_excluded"]
+    w = csv.DictWriter(buf, [*head, *stat_cols])
     w.writeheader()
     for row in table["rows"]:
         flat = {k: row[k] for k in ("method", "n_seeds", "reached_target", "pairs_excluded")}
         flat["seeds"] = ";".join(map(str, row["seeds"]))
+        if labelled:
+            flat["builds"] = ";".join(str(p["build"]) for p in row["per_seed"])
         flat["lr"] = ";".join(f"{lr:g}" for lr in row["lr"])
         for f in STAT_FIELDS:
             st = row[f]
             lo, hi = st["ci95"] or (None, None)
             flat.update({f"{f}_mean": st["mean"], f"{f}_lo": lo, f"{f}_hi": hi, f"{f}_n": st["n"]})
+            if several:
+                spread = row["between_builds"][f]
+                b_lo, b_hi = spread["range"] or (None, None)
+                flat.update({f"{f}_n_builds": st["n_builds"], f"{f}_build_min": b_lo, f"{f}_build_max": b_hi,
+                             f"{f}_build_sd": spread["sd"]})
         w.writerow(flat)
     return buf.getvalue()
 
@@ -247,10 +339,12 @@ def _markdown(table: dict) -> str:
     paper_col = (table.get("paper") or {}).get("by_method")  # the paper's figure beside ours, per method
     if paper_col:
         head.append("paper (steps)")
+    several = len(table.get("builds", ())) > 1
     lines = [f"# {table.get('title', 'Table 2')}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table["rows"]:
+        seeds = f"{r['n_seeds']} over {len(r['builds'])} builds" if several else str(r["n_seeds"])
         cells = [
-            r["method"], str(r["n_seeds"]), fmt_stat(r["final_accuracy"], 3), r["reached_target"],
+            r["method"], seeds, fmt_stat(r["final_accuracy"], 3), r["reached_target"],
             fmt_stat(r["steps_to_target"], 1), fmt_stat(r["wall_seconds_to_target"], 1),
             fmt_stat(_scaled(r["tokens_to_target"], 1e-3), 1), fmt_stat(r["speedup_steps"], 2, "×"),
             fmt_stat(r["speedup_wall"], 2, "×"),
@@ -259,12 +353,22 @@ def _markdown(table: dict) -> str:
         if paper_col:
             cells.append(paper_col.get(r["method"], DASH))
         lines.append("| " + " | ".join(cells) + " |")
+    if several:
+        lines += ["", "## Between world builds", "",
+                  f"Each build's mean (b<build>: mean over its seeds), the range and sd of those means, for the "
+                  f"headline above, which pools builds {table['builds']}.", ""]
+        lines += ["| " + " | ".join(["method"] + [name for _, name, _, _ in SPREAD_FIELDS]) + " |",
+                  "|" + "---|" * (len(SPREAD_FIELDS) + 1)]
+        for r in table["rows"]:
+            cells = [fmt_spread(r["between_builds"][f], digits, suffix) for f, _, digits, suffix in SPREAD_FIELDS]
+            lines.append("| " + " | ".join([r["method"], *cells]) + " |")
     lines += ["", f"Target: {table['target']['definition']}."]
     paper = table.get("paper")
     if paper:
         summary = paper.get("summary") or "; ".join(f"{k}: {v}" for k, v in paper.items())
         lines += ["", "## Paper reports", "", str(summary)]
-    lines += ["", f"CI: {table['ci_method']}. Speedups are per seed pair; excluded pairs are counted per row."]
+    pairs = "(world build, seed) pair" if several else "seed pair"
+    lines += ["", f"CI: {table['ci_method']}. Speedups are per {pairs}; excluded pairs are counted per row."]
     return "\n".join(lines) + "\n"
 
 

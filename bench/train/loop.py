@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.config import register_configs
+from bench.extrapolation.straightness import extrapolated_layout
 from bench.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
@@ -89,8 +90,13 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
     run.engine.sync_weights()
     progress.step += 1
     t["update"] = time.perf_counter()
+    tracker = run.straightness  # a diagnostic: its seconds are not counted in any phase nor in train_seconds
+    if tracker is not None:
+        tracker.after_update(progress.step, run.student)  # the optimizer's own endpoint, before any jump
+    hook_start = time.perf_counter()
     trigger = run.effopd.after_step(progress.step) if run.effopd is not None else None
-    t["validation"] = time.perf_counter()
+    t["validation"] = t["update"] + time.perf_counter() - hook_start
+    straightness = tracker.after_step(progress.step, run.student) if tracker is not None else {}
 
     timing = {f"time/{k}": t[k] - t[prev] for prev, k in
               (("start", "generate"), ("generate", "score"), ("score", "update"), ("update", "validation"))}
@@ -98,7 +104,7 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
     batch_info = {k: int(v) for k, v in distributed.sum_dict_over_ranks(batch_info).items()}  # token counts
     record = {"step": progress.step, "lr": run.scheduler.get_last_lr()[0], **stats,
               **batch_metrics(cfg, scored, stats, run.stages), **batch_info, **timing,
-              "train_seconds": progress.train_seconds}
+              "train_seconds": progress.train_seconds, **straightness}
     if trigger is not None and "accepted_multiplier" in trigger:
         record["effopd/accepted_multiplier"] = trigger["accepted_multiplier"]
     return record, trigger
@@ -111,11 +117,14 @@ def resume(run: Run) -> Progress:
     if ckpt is None:
         return Progress()
     effopd = run.effopd
-    state = load_checkpoint(ckpt, run.student, run.optimizer, effopd.state_dict()["anchor"] if effopd else None)
+    layout = effopd.state_dict()["anchor"] if effopd else extrapolated_layout(run.student)  # of saved tensor dicts
+    state = load_checkpoint(ckpt, run.student, run.optimizer, layout)
     run.scheduler.load_state_dict(state["scheduler"])
     run.stream.load_state_dict(state["data"])
     if effopd is not None and state["effopd"] is not None:
         effopd.load_state_dict(state["effopd"])
+    if run.straightness is not None:
+        run.straightness.load_state_dict(state.get("straightness"), step=state["step"])
     set_rng_state(state["rng"])
     run.engine.sync_weights()  # the engine's full copy (torchrun) follows the loaded weights
     return Progress(step=state["step"], train_seconds=state["train_seconds"], resumed=True)
@@ -124,7 +133,8 @@ def resume(run: Run) -> Progress:
 def checkpoint_state(run: Run, progress: Progress) -> dict:
     """Everything but model and optimizer (those go in through DCP's get_state_dict)."""
     return {"step": progress.step, "train_seconds": progress.train_seconds, "scheduler": run.scheduler.state_dict(),
-            "data": run.stream.state_dict(), "effopd": run.effopd.state_dict() if run.effopd else None}
+            "data": run.stream.state_dict(), "effopd": run.effopd.state_dict() if run.effopd else None,
+            "straightness": run.straightness.state_dict() if run.straightness else None}
 
 
 def finish(run: Run, progress: Progress, log: RunLogger | None) -> dict:
@@ -138,4 +148,5 @@ def finish(run: Run, progress: Progress, log: RunLogger | None) -> dict:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    return distributed.broadcast(log.finish(run.effopd, progress.train_seconds) if run.is_main else None)
+    straightness = run.straightness.summary() if run.straightness is not None else None  # collective: all ranks
+    return distributed.broadcast(log.finish(run.effopd, progress.train_seconds, straightness) if run.is_main else None)

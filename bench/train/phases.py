@@ -15,7 +15,8 @@ from bench.algorithms import LossInputs, LossTotals, ScoredBatch, get_advantage,
 from bench.algorithms.is_correction import truncated_is_weights
 from bench.algorithms.logprobs import token_logprobs
 from bench.algorithms.stages import BatchStage, active_batch_stages, apply_round_stages, collecting_stage
-from bench.extrapolation.effopd import ValidationScore
+from bench.extrapolation.registry import ValidationScore, get_val_signal
+from bench.extrapolation.validation import prepare_validation
 from bench.train.data import PromptStream
 from bench.world.evaluation import evaluate
 
@@ -210,22 +211,23 @@ def periodic_eval(cfg, engine, world, step: int, train_seconds: float, with_avg_
 
 @dataclass
 class EffOPDValidation:
-    """EffOPD's scorer: the student's accuracy on the fixed validation prompts (``world.effopd_val``), sampled
-    by ``engine`` with ``seed``. Every rank returns the same score, so all take the same accept/reject decision."""
+    """The extrapolation hook's scorer: the registered validation signal ``effopd.val_signal``
+    (bench/extrapolation/validation.py) of the student as ``engine`` samples it, on the fixed validation prompts
+    (``world.effopd_val``); the default ``accuracy`` is the student's accuracy sampled by ``engine`` with ``seed``.
+    Every rank returns the same score (split scores are summed over ranks, replicated ones broadcast from rank 0),
+    so all take the same accept/reject decision. ``model``: the student's full weights on this rank (what the
+    engine samples from); ``teacher``: a full-weight teacher to lend to a signal that runs one (else it loads
+    its own). The signal's set-up (teacher samples, teacher) happens here, once per run."""
 
     cfg: object
     engine: object
     world: object
+    model: torch.nn.Module | None = None
+    teacher: torch.nn.Module | None = None
+
+    def __post_init__(self):
+        self.signal = get_val_signal(self.cfg.effopd.val_signal)
+        self.inputs = prepare_validation(self.cfg, self.engine, self.world, self.model, self.teacher)
 
     def __call__(self, seed: int) -> ValidationScore:
-        cfg, world = self.cfg, self.world
-        problems, split = world.effopd_val, distributed.world_size() > 1 and cfg.trainer.dist_rollouts == "split"
-        if split:  # each rank scores its share of the prompts from a seed of its own
-            problems, seed = problems[distributed.share(len(problems))], distributed.rank_seed("effopd", seed)
-        r = evaluate(self.engine, problems, world.score, n=cfg.effopd.val_samples,
-                     temperature=cfg.effopd.val_temperature, max_new_tokens=cfg.rollout.max_new_tokens, seed=seed)
-        if split:
-            correct, samples, tokens = distributed.sum_over_ranks(sum(r.scores), len(r.scores), r.num_tokens)
-            return ValidationScore(correct / samples, int(tokens))
-        # One process, or every rank scored the same samples (replicate): rank 0's score decides for all.
-        return distributed.broadcast(ValidationScore(r.accuracy, r.num_tokens))
+        return self.signal.score(self.inputs, seed)

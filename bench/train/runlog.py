@@ -51,13 +51,15 @@ class RunLogger:
     def effopd(self, record: dict) -> None:
         self._emit("effopd", record)
 
-    def finish(self, effopd, train_seconds: float) -> dict:
+    def finish(self, effopd, train_seconds: float, straightness: dict | None = None) -> dict:
+        """Write summary.json; ``straightness``: the tracker's summary (bench/extrapolation/straightness.py), or
+        None when trainer.straightness is off."""
         evals = read_jsonl(self.out / "evals.jsonl")
         metrics = read_jsonl(self.out / "metrics.jsonl")
         time_split = {k: sum(m[k] for m in metrics) for k in metrics[0] if k.startswith("time/")} if metrics else {}
         summary = {
             "method": self.cfg.method, "seed": self.cfg.trainer.seed, "lr": self.cfg.trainer.lr,
-            "world": self.cfg.world.name, "algorithm": self.cfg.algorithm.name,
+            "world": self.cfg.world.name, "world_build": self.cfg.world.build, "algorithm": self.cfg.algorithm.name,
             "effopd": bool(self.cfg.effopd.enabled), "status": "complete",
             "selection_prompts": self.cfg.data.selection_prompts,
             "total_steps": self.cfg.trainer.total_steps, "train_seconds": round(train_seconds, 4),
@@ -67,6 +69,8 @@ class RunLogger:
             "generated_tokens": sum(m["generated_tokens"] for m in metrics),
             "final": {k: v for k, v in evals[-1].items() if "/" in k} if evals else {},
         }
+        if straightness is not None:
+            summary["straightness"] = straightness
         atomic_write_json(self.out / "summary.json", summary)
         if self.wandb is not None:
             self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})

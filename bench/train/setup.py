@@ -2,7 +2,7 @@
 
 The order matters for reproducibility (it is the order in which the global RNGs are consumed): seed ->
 checks -> world -> student, teacher, reference -> rollout engine -> training rollout source -> optimizer,
-scheduler -> prompt stream -> EffOPD hook.
+scheduler -> prompt stream -> EffOPD hook -> straightness tracker (consumes no RNG).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from transformers import AutoTokenizer
 from bench import distributed
 from bench.algorithms.checks import check_algorithm
 from bench.algorithms.stages import BatchStage, active_batch_stages
-from bench.extrapolation.effopd import DirectionProbe, EffOPD
+from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, check_extrapolation, get_extrapolation
+from bench.extrapolation.effopd import DirectionProbe
+from bench.extrapolation.straightness import StraightnessTracker
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
@@ -48,9 +50,10 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     stream: PromptStream  # training prompts, in data.shuffle_seed order
-    effopd: EffOPD | DirectionProbe | None  # the extrapolation hook (or its direction probe), after each step
+    effopd: ExtrapolationHook | DirectionProbe | None  # effopd.method's hook (or the direction probe), after each step
     stages: list[BatchStage]  # the algorithm's active batch stages (bench/algorithms/stages.py)
     snapshot_steps: set[int]  # steps whose parameters are saved for bench.studies.analysis
+    straightness: StraightnessTracker | None = None  # the path's straightness (trainer.straightness), every step
 
 
 def seed_everything(seed: int) -> None:
@@ -79,6 +82,8 @@ def start(cfg) -> Path:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(tcfg.seed)
     check_algorithm(cfg)
+    check_straightness(cfg)
+    check_extrapolation(cfg)
     return out
 
 
@@ -121,13 +126,44 @@ def build_engine(cfg, rollout_model, student, tokenizer) -> RolloutEngine:
     return engine
 
 
-def build_extrapolation(cfg, student, engine, world) -> EffOPD | DirectionProbe | None:
+def build_extrapolation(cfg, student, engine, world, teacher=None, rollout_model=None,
+                        optimizer=None) -> ExtrapolationHook | DirectionProbe | None:
+    """The hook that runs after every optimizer step: with ``effopd.enabled`` the registered extrapolation method
+    ``effopd.method`` (bench/extrapolation/registry.py; default EffOPD), scored by the validation signal
+    ``effopd.val_signal`` when it validates; otherwise the direction probe (``effopd.probe_when_disabled``) or
+    nothing. ``rollout_model``: the student's full weights the engine samples from (default: ``student``, as on
+    one process); ``teacher``: the run's teacher, lent to a signal that runs it when it holds full weights here."""
     if cfg.effopd.enabled:
-        return EffOPD(cfg.effopd, student, EffOPDValidation(cfg, engine, world), on_weights_changed=engine.sync_weights,
-                      seed=cfg.trainer.seed)
+        method = get_extrapolation(cfg.effopd.method)
+        scorer = None
+        if method.needs_validation:
+            full = rollout_model if rollout_model is not None else student
+            lend = teacher if distributed.world_size() == 1 else None  # FSDP2 shards: a signal loads its own copy
+            scorer = EffOPDValidation(cfg, engine, world, model=full, teacher=lend)
+        return method.build(ExtrapolationContext(cfg=cfg, model=student, scorer=scorer,
+                                                 on_weights_changed=engine.sync_weights, seed=cfg.trainer.seed,
+                                                 optimizer=optimizer))
     if cfg.effopd.probe_when_disabled:
         return DirectionProbe(student, cfg.effopd.schedule)
     return None
+
+
+def check_straightness(cfg) -> None:
+    """Start-up check of the straightness settings (before any model loads)."""
+    if cfg.trainer.straightness_max_host_mb < 0:
+        raise ValueError(f"trainer.straightness_max_host_mb={cfg.trainer.straightness_max_host_mb}; use a size in MB "
+                         "(> 0), or 0 for no cap")
+
+
+def build_straightness(cfg, student) -> StraightnessTracker | None:
+    """The straightness tracker (``trainer.straightness``) over the student's attention/MLP parameters, windows
+    on ``effopd.schedule``; it also measures the optimizer's own path when an extrapolation hook moves the
+    weights (``effopd.enabled``)."""
+    tcfg = cfg.trainer
+    if not tcfg.straightness:
+        return None
+    return StraightnessTracker(student, tcfg.total_steps, cfg.effopd.schedule, optimizer_path=bool(cfg.effopd.enabled),
+                               max_host_mb=tcfg.straightness_max_host_mb)
 
 
 def setup(cfg) -> Run:
@@ -150,5 +186,7 @@ def setup(cfg) -> Run:
                reference=reference, rollout_model=rollout_model, engine=engine, source=source, sampling=sampling,
                optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer),
                stream=PromptStream(world.train, cfg.data.shuffle_seed),
-               effopd=build_extrapolation(cfg, student, engine, world), stages=active_batch_stages(cfg),
-               snapshot_steps=set(parse_snapshot_steps(tcfg.snapshot_steps, tcfg.total_steps)))
+               effopd=build_extrapolation(cfg, student, engine, world, teacher, rollout_model, optimizer),
+               stages=active_batch_stages(cfg),
+               snapshot_steps=set(parse_snapshot_steps(tcfg.snapshot_steps, tcfg.total_steps)),
+               straightness=build_straightness(cfg, student))

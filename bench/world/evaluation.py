@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from core.rollout import SamplingParams
-from evals.datasets.tinyworld_task import score_response
+from evals.datasets.tinyworld_task import parse_criterion, score_response
 
 # A world's success check: (problem of each row, response texts, truncated flags) -> 0/1 scores.
 Scorer = Callable[[Sequence, Sequence[str], Sequence[bool]], list[float]]
@@ -23,7 +23,10 @@ class EvalResult:
 
 
 def criterion_scorer(criterion: str) -> Scorer:
-    """The tiny world's scorer for ``criterion`` (evals.datasets.tinyworld_task.score_response)."""
+    """The tiny world's scorer for ``criterion`` (evals.datasets.tinyworld_task.score_response): ``answer``,
+    ``answer_in_style`` (the three-feature target) or ``answer_in_style:<features>`` (a world's own target
+    style, e.g. ``answer_in_style:carry``; ``bench.world.tiny.build.world_criterion`` names a world's)."""
+    parse_criterion(criterion)  # an unknown criterion fails here, not at the first scored batch
 
     def score(problems, texts, truncated) -> list[float]:
         return [score_response(p, t, criterion) for p, t in zip(problems, texts)]

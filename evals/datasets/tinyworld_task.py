@@ -11,20 +11,26 @@ Base style:   ``7+5=12,4+8+1=13,3+2+1=6;\\boxed{632}``
 Target style: ``7+5=2c1 4+8+1=3c1 3+2+1=6c0=632;\\boxed{632}``
 
 The default world asks for the correct answer *in the target style* (the teacher's skill the student only
-sometimes shows); the from-scratch world asks for the correct answer in any style.
+sometimes shows); the from-scratch world asks for the correct answer in any style. A world's target style need
+not change all three features: the ``flip`` world's teacher changes ``carry`` only (``7+5=2c1,4+8+1=3c1,...``).
+Criteria are named by a string: ``answer``, ``answer_in_style`` (the three-feature target above) or
+``answer_in_style:<features>`` with the target's features joined by ``+`` (``answer_in_style:carry``).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from evals.graders.math import extract_last_boxed, grade_strict
 
 SPLITS = ("train", "validation", "test")
 CRITERIA = ("answer", "answer_in_style")
+FEATURES = ("carry", "sep", "restate")  # the style features, in Style's field order
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,28 @@ class Style:
     @classmethod
     def target(cls) -> "Style":
         return cls(True, True, True)
+
+    @classmethod
+    def of(cls, features) -> Style:
+        """The style whose named ``features`` (a subset of FEATURES) are in their new form."""
+        features = list(features)
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown or len(set(features)) != len(features):
+            raise ValueError(f"style features {features!r}: name each of {FEATURES} at most once")
+        return cls(**{f: f in features for f in FEATURES})
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features in their new form, in FEATURES order (empty for the base style)."""
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
+
+    @property
+    def name(self) -> str:
+        """``base`` or the new-form features joined by ``+`` (``carry+sep+restate`` = the target)."""
+        return "+".join(self.features) or "base"
+
+
+STYLES = tuple(Style(*bits) for bits in itertools.product((False, True), repeat=len(FEATURES)))
 
 
 @dataclass(frozen=True)
@@ -118,17 +146,46 @@ def detect_style(response: str) -> Style | None:
     return None
 
 
+def criterion_name(criterion: str, target_features=FEATURES) -> str:
+    """The criterion string of ``criterion`` ("answer" or "answer_in_style") with a world's target style:
+    ``answer_in_style`` for the three-feature target, else ``answer_in_style:<features joined by +>``."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
+    target = Style.of(target_features)
+    if not target.features:
+        raise ValueError("a target style needs at least one feature in its new form; name some of " + str(FEATURES))
+    if criterion == "answer" or target == Style.target():
+        return criterion
+    return f"{criterion}:{target.name}"
+
+
+@functools.lru_cache(maxsize=64)
+def parse_criterion(criterion: str) -> tuple[str, Style | None]:
+    """(``answer`` or ``answer_in_style``, the target Style or None) of a criterion string."""
+    head, colon, spec = criterion.partition(":")
+    if head == "answer" and not colon:
+        return head, None
+    if head == "answer_in_style" and (spec or not colon):
+        try:
+            target = Style.of(spec.split("+")) if colon else Style.target()
+        except ValueError:
+            target = None
+        if target is not None and target.features:
+            return head, target
+    raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}, or answer_in_style:<features> "
+                     f"with features from {FEATURES} joined by '+' (e.g. answer_in_style:carry)")
+
+
 def score_response(problem: Problem, response: str, criterion: str = "answer_in_style") -> float:
     """1.0 if the response solves the problem under ``criterion``, else 0.0.
 
     ``answer``: the last boxed value equals the sum (strict numeric check).
     ``answer_in_style``: additionally the whole response must be the target-style solution (every step and
-    the restated sum right, not just the format).
+    the restated sum right, not just the format); ``answer_in_style:carry`` (etc.) names another target.
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; choose one of {CRITERIA}")
+    head, target = parse_criterion(criterion)
     if not grade_strict(extract_last_boxed(response), problem.answer):
         return 0.0
-    if criterion == "answer_in_style" and response != render_solution(problem.a, problem.b, Style.target()):
+    if head == "answer_in_style" and response != render_solution(problem.a, problem.b, target):
         return 0.0
     return 1.0

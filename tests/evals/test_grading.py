@@ -69,3 +69,26 @@ def test_code_responses_are_sanitized_then_graded(tmp_path):
     assert got[0].score == 1.0 and "def has_close_elements" in got[0].extracted
     assert "base=" in got[1].detail
     assert g.code_meta["dataset_md5"] and g.code_meta["min_time_limit"] == 1.0
+
+
+def test_tiny_grader_uses_the_criterions_target_style():
+    """``python -m evals.run benchmark=tinyworld criterion=answer_in_style:carry`` scores the flip world's target."""
+    from evals.datasets import get_benchmark
+    from evals.datasets.tinyworld_task import Style, render_solution
+    from evals.grading import grader_info
+
+    bench = get_benchmark("tinyworld")
+    ex = load_benchmark("tinyworld", tiny_n=1).examples[0]
+    a, b = ex.meta["a"], ex.meta["b"]
+    texts = [render_solution(a, b, s) for s in (Style.of(["carry"]), Style.target(), Style.base())]
+    for criterion, statuses, target in (("answer_in_style:carry", ["correct", "wrong", "wrong"], ["carry"]),
+                                        ("answer_in_style", ["wrong", "correct", "wrong"],
+                                         ["carry", "sep", "restate"]),
+                                        ("answer", ["correct"] * 3, None)):
+        cfg = compose_eval_config(["model=x", "benchmark=tinyworld", f"criterion={criterion}"])
+        with Grader(bench, cfg) as g:
+            assert [x.status for x in g.grade([ex] * 3, [sample(ex.id, t) for t in texts])] == statuses
+            info = grader_info(g)
+        assert info["criterion"] == criterion and info.get("target_style") == target
+    with pytest.raises(ValueError, match="criterion='answer_in_style:bold'.*answer_in_style:carry"):
+        Grader(bench, compose_eval_config(["model=x", "benchmark=tinyworld", "criterion=answer_in_style:bold"]))

@@ -210,7 +210,8 @@ def eval_protocol(cfg: dict, metric: str) -> dict:
 
         benchmark = f"tinyworld/{world['name']} test split"
         template_sha = sha256_bytes(TINY_PROMPT_TEMPLATE.encode())
-        grader = {"name": f"evals.datasets.tinyworld_task criterion={world['criterion']}",
+        criterion = task.criterion_name(world["criterion"], world.get("target_style", task.FEATURES))
+        grader = {"name": f"evals.datasets.tinyworld_task criterion={criterion}",
                   "version": sha256_file(Path(task.__file__))[:16]}
         thinking = False
     else:

@@ -1,21 +1,39 @@
-"""``python -m bench.tinyworld build [world=style|scratch] [world.student.steps=...]``: build and cache a world.
+"""``python -m bench.tinyworld build [world=style|flip|scratch] [world.build=B] [world.student.steps=...]``: build
+and cache a world (build B >= 1 trains every role from its recipe's seed + 1000 * B).
 
-Prints each model's cache folder and its measured test accuracies (also in ``build_report.json`` there).
+Prints each model's cache folder and its measured test accuracies as the world sees them (the full numbers are
+in ``build_report.json`` there).
+
+``python -m bench.tinyworld report [world=style,flip,scratch] [--builds 0,1,2] [--build-missing] [--out DIR]
+[overrides...]``: per world and build, the student's greedy and sampled answer accuracy and new-style share and
+the teacher's success, from the build reports -> ``results/world_builds.{json,md}``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench.world.tiny.build import build_world
-
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "build":
-        print(__doc__.strip())
-        return 2
-    build_world(argv[1:])
-    return 0
+    if argv and argv[0] == "build":
+        from bench.world.tiny.build import build_world
+
+        build_world(argv[1:])
+        return 0
+    if argv and argv[0] == "report":
+        from bench.world.tiny.builds import parse_args, world_builds_report, write_report
+
+        try:
+            args = parse_args(argv[1:])
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        report = world_builds_report(args["worlds"], args["builds"], args["overrides"], args["build_missing"])
+        for path in write_report(report, args["out"]):
+            print(path)
+        return 0
+    print(__doc__.strip())
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Build (train and cache) the tiny world's base, teacher and student: real Qwen3 models, HF safetensors.
 
 Each model is trained by supervised learning on rendered solutions and cached under
-``<cache_dir>/<role>-<hash of its recipe, its parent's recipe, the architecture and the task>``, so a
+``<cache_dir>/model-<hash of its recipe, its parent's recipe, the architecture and the task>``, so a
 changed recipe rebuilds and an unchanged one is reused (also across worlds that share a recipe).
+``world.build`` = b trains every role with its recipe's seed + 1000 * b: the hashed recipe changes with the
+build, so each build is its own set of cached models (build 0 = the recipes' own seeds).
+
+A model's ``build_report.json`` measures it on the test split once, for every solution style (a model is
+shared by the worlds that have its recipe, and worlds differ in their target style); ``world_view`` reads a
+world's numbers out of it.
 """
 
 from __future__ import annotations
@@ -23,21 +29,69 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from bench.algorithms.logprobs import response_logprobs
-from bench.world.evaluation import evaluate_criteria
+from bench.world.evaluation import criterion_scorer, evaluate_scorers
 from bench.world.tiny.tokenizer import build_char_tokenizer
 from core.io import atomic_write_json, file_lock
 from core.rollout import HFRolloutEngine
-from evals.datasets.tinyworld_task import Style, render_solution, sample_problems, split_of
+from evals.datasets.tinyworld_task import (
+    CRITERIA,
+    FEATURES,
+    STYLES,
+    Style,
+    criterion_name,
+    detect_style,
+    render_solution,
+    sample_problems,
+    split_of,
+)
 
 REPORT = "build_report.json"
+BUILD_SEED_STRIDE = 1000  # build b trains each role with seed + BUILD_SEED_STRIDE * b
+ROLES = ("base", "teacher", "student")
+MEASURE_MODES = ("greedy", "sampled_avg@4")
+UNDETECTED = "none"  # the style key of responses that follow no style consistently
 
 
 def _plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg)
 
 
-def model_key(world, role: str) -> str:
+def world_build(world) -> int:
+    """``world.build`` (0 for configs written before builds existed)."""
+    return int(getattr(world, "build", 0) or 0)
+
+
+def check_world(world) -> None:
+    """Start-up checks of a tiny world's criterion, target style and build; each error names the key, the
+    value and the fix."""
+    if world.criterion not in CRITERIA:
+        raise ValueError(f"world.criterion={world.criterion!r}; choose one of {CRITERIA} (the target style is "
+                         "world.target_style)")
+    target = list(getattr(world, "target_style", FEATURES))
+    try:
+        criterion_name(world.criterion, target)
+    except ValueError as exc:
+        raise ValueError(f"world.target_style={target}: {exc}; use a non-empty subset of {list(FEATURES)}, e.g. "
+                         "world.target_style=[carry]") from exc
+    build = getattr(world, "build", 0)
+    if not isinstance(build, int) or build < 0:
+        raise ValueError(f"world.build={build!r}; use 0 (the recipes' own seeds) or a positive build number")
+
+
+def world_criterion(world) -> str:
+    """The world's criterion string, target style included (``answer_in_style:carry`` for the flip world)."""
+    return criterion_name(world.criterion, list(getattr(world, "target_style", FEATURES)))
+
+
+def recipe_of(world, role: str) -> dict:
+    """The recipe ``role`` is trained with in this build of the world: its own, with seed + 1000 * build."""
     recipe = _plain(getattr(world, role))
+    recipe["seed"] = recipe["seed"] + BUILD_SEED_STRIDE * world_build(world)
+    return recipe
+
+
+def model_key(world, role: str) -> str:
+    recipe = recipe_of(world, role)
     # The role is not part of the key: two roles (or worlds) with the same recipe share one cached model.
     spec = {"arch": _plain(world.arch), "recipe": recipe, "digits": world.digits, "v": 2}  # bump v when data changes
     if recipe["init"] == "base":
@@ -112,22 +166,60 @@ def sft_train(model, tokenizer, recipe, digits: int, desc: str = "sft") -> list[
     return losses
 
 
+def _style_scorers() -> dict:
+    """Per style: ``share/<style>`` (the response is written in it, whatever its answer; ``share/none``: in no
+    style) and ``correct/<style>`` (the response is the problem's correct solution in it)."""
+    out = {}
+    for style in STYLES:
+        out[f"share/{style.name}"] = lambda rows, texts, tr, s=style: [float(detect_style(t) == s) for t in texts]
+        out[f"correct/{style.name}"] = lambda rows, texts, tr, s=style: [
+            float(t == render_solution(p.a, p.b, s)) for p, t in zip(rows, texts)]
+    out[f"share/{UNDETECTED}"] = lambda rows, texts, tr: [float(detect_style(t) is None) for t in texts]
+    return out
+
+
 def measure(model, tokenizer, digits: int, n_test: int = 256) -> dict:
-    """Test-split accuracy under both criteria: greedy, and temperature-1 avg@4."""
+    """Test-split accuracy, greedy and temperature-1 avg@4: ``<mode>/answer`` and ``<mode>/answer_in_style``
+    (the three-feature target), and ``<mode>/styles``: per solution style (``base``, ``carry``, ...,
+    ``carry+sep+restate``, and ``none`` for no consistent style) the share of responses written in it whatever
+    their answer, and the share that are the correct solution in it. ``world_view`` reads any target's
+    numbers from these, so the report serves every world that shares the model."""
     engine = HFRolloutEngine(model, tokenizer)
     problems = sample_problems("test", n_test, seed=0, digits=digits)
     criteria = ("answer", "answer_in_style")
-    greedy = evaluate_criteria(engine, problems, criteria, temperature=0.0)
-    sampled = evaluate_criteria(engine, problems, criteria, n=4, temperature=1.0, seed=1234)
+    scorers = {c: criterion_scorer(c) for c in criteria} | _style_scorers()
+    results = {"greedy": evaluate_scorers(engine, problems, scorers, temperature=0.0),
+               "sampled_avg@4": evaluate_scorers(engine, problems, scorers, n=4, temperature=1.0, seed=1234)}
     out = {}
     for criterion in criteria:
-        out[f"greedy/{criterion}"] = greedy[criterion].accuracy
-        out[f"sampled_avg@4/{criterion}"] = sampled[criterion].accuracy
+        for mode in MEASURE_MODES:
+            out[f"{mode}/{criterion}"] = results[mode][criterion].accuracy
+    for mode in MEASURE_MODES:
+        r = results[mode]
+        styles = {s.name: {"share": r[f"share/{s.name}"].accuracy, "correct": r[f"correct/{s.name}"].accuracy}
+                  for s in STYLES}
+        out[f"{mode}/styles"] = styles | {UNDETECTED: {"share": r[f"share/{UNDETECTED}"].accuracy, "correct": 0.0}}
+    return out
+
+
+def world_view(test: dict, world) -> dict:
+    """A model's measured numbers (its report's ``test``) as one world sees them: per mode the answer
+    accuracy, the success rate under the world's criterion (``success``) and the share of responses written
+    in the world's target style, whatever their answer (``new_style_share``)."""
+    target = Style.of(getattr(world, "target_style", FEATURES))
+    out = {}
+    for mode in MEASURE_MODES:
+        styles = test[f"{mode}/styles"]
+        in_style = styles[target.name]["correct"]
+        out[f"{mode}/answer"] = test[f"{mode}/answer"]
+        out[f"{mode}/success"] = test[f"{mode}/answer"] if world.criterion == "answer" else in_style
+        out[f"{mode}/new_style_share"] = styles[target.name]["share"]
     return out
 
 
 def ensure_model(world, role: str) -> Path:
     """Path of the cached model for ``role``; trains and saves it (atomically) when missing."""
+    check_world(world)
     cache = Path(world.cache_dir)
     key = model_key(world, role)
     final = cache / key
@@ -136,7 +228,7 @@ def ensure_model(world, role: str) -> Path:
     with file_lock(cache / f".{key}.lock"):
         if (final / REPORT).exists():
             return final
-        recipe = getattr(world, role)
+        recipe = OmegaConf.create(recipe_of(world, role))
         t0 = time.time()
         if recipe.init == "base":
             parent = ensure_model(world, "base")
@@ -149,7 +241,8 @@ def ensure_model(world, role: str) -> Path:
             model = new_model(world.arch, tokenizer)
         losses = sft_train(model, tokenizer, recipe, world.digits, desc=f"build {role}")
         train_seconds = time.time() - t0
-        report = {"role": role, "key": key, "recipe": _plain(recipe), "arch": _plain(world.arch),
+        report = {"role": role, "key": key, "build": world_build(world), "recipe": _plain(recipe),
+                  "arch": _plain(world.arch),
                   "train_seconds": round(train_seconds, 1), "loss_curve": losses,
                   "test": measure(model, tokenizer, world.digits), "threads": torch.get_num_threads()}
         tmp = cache / f".{key}.tmp-{os.getpid()}"
@@ -159,7 +252,9 @@ def ensure_model(world, role: str) -> Path:
         atomic_write_json(tmp / REPORT, report)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        print(f"[build {role}] {key}: {json.dumps(report['test'])} in {train_seconds:.0f}s", flush=True)
+        headline = {k: v for k, v in report["test"].items() if not k.endswith("/styles")}
+        print(f"[build {role}] {key} (build {world_build(world)}): {json.dumps(headline)} in {train_seconds:.0f}s",
+              flush=True)
         return final
 
 
@@ -172,6 +267,23 @@ def ensure_world(world) -> tuple[Path, Path]:
 
 def load_report(path: Path) -> dict:
     return json.loads((Path(path) / REPORT).read_text())
+
+
+def complete_report(path: Path, digits: int) -> dict:
+    """The model's report, measuring it again first when the report predates the per-style numbers (the same
+    seeded measurement: the numbers it already has come out identical and are kept)."""
+    path = Path(path)
+    report = load_report(path)
+    if all(f"{mode}/styles" in report["test"] for mode in MEASURE_MODES):
+        return report
+    with file_lock(path.parent / f".{path.name}.lock"):
+        report = load_report(path)
+        if not all(f"{mode}/styles" in report["test"] for mode in MEASURE_MODES):
+            model = Qwen3ForCausalLM.from_pretrained(path)
+            fresh = measure(model, AutoTokenizer.from_pretrained(path), digits)
+            report["test"] = fresh | report["test"]
+            atomic_write_json(path / REPORT, report)
+    return report
 
 
 def _build_one(overrides: list[str], role: str, threads: int) -> str:
@@ -189,6 +301,7 @@ def build_world(overrides: list[str], parallel: int = 2) -> dict[str, str]:
     from bench.config import compose_config
 
     world = compose_config(overrides).world
+    check_world(world)
     paths = {}
     if any(getattr(world, r).init == "base" for r in ("teacher", "student")):
         paths["base"] = _build_one(overrides, "base", threads=torch.get_num_threads())
@@ -201,7 +314,8 @@ def build_world(overrides: list[str], parallel: int = 2) -> dict[str, str]:
         built = [_build_one(overrides, r, torch.get_num_threads()) for r in roles]
     paths.update(zip(roles, built))
     for role, path in paths.items():
-        report = load_report(path)
-        print(json.dumps({"world": world.name, "role": role, "path": path, "train_seconds": report["train_seconds"],
-                          "test": report["test"]}), flush=True)
+        report = complete_report(path, world.digits)
+        print(json.dumps({"world": world.name, "build": world_build(world), "role": role, "path": path,
+                          "train_seconds": report["train_seconds"], "criterion": world_criterion(world),
+                          "test": world_view(report["test"], world)}), flush=True)
     return paths

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from bench.studies.speedup import build_speedup_table, fmt_stat, load_runs, write_speedup_table
-from bench.studies.stats import first_crossing, mean_ci
+from bench.studies.stats import between_build_spread, first_crossing, hierarchical_mean_ci, mean_ci
 
 STEPS = [0, 10, 20, 30, 40, 50]
 # Accuracy curves per (method, seed), one value per step in STEPS.
@@ -91,6 +91,38 @@ def test_bootstrap_contains_mean_and_is_deterministic():
     assert a == b
     lo, hi = a["ci95"]
     assert lo <= a["mean"] <= hi and lo < hi
+
+
+def test_hierarchical_bootstrap_edge_cases():
+    assert hierarchical_mean_ci([]) == {"mean": None, "ci95": None, "n": 0, "n_builds": 0}
+    assert hierarchical_mean_ci([[None], [None]]) == {"mean": None, "ci95": None, "n": 0, "n_builds": 0}
+    # One build with values: no between-build spread to estimate, so no interval (n_builds says why).
+    assert hierarchical_mean_ci([[1.0, 3.0], [None]]) == {"mean": 2.0, "ci95": None, "n": 2, "n_builds": 1}
+    out = hierarchical_mean_ci([[1.0, None, 3.0], [5.0]])
+    assert out["mean"] == pytest.approx(3.0) and out["n"] == 3 and out["n_builds"] == 2
+    assert out == hierarchical_mean_ci([[1.0, 3.0], [5.0]])  # None entries dropped, deterministic (fixed seed)
+    lo, hi = out["ci95"]
+    assert 1.0 <= lo < 3.0 < hi <= 5.0
+
+
+def test_hierarchical_bootstrap_against_the_one_level_one():
+    between = [[3.0, 2.9, 2.8], [1.5, 1.4, 1.3], [1.0, 0.9, 0.8]]  # builds far apart, seeds close together
+    flat = [v for g in between for v in g]
+    hier, one = hierarchical_mean_ci(between), mean_ci(flat, method="bootstrap")
+    assert hier["mean"] == pytest.approx(one["mean"])
+    assert hier["ci95"][1] - hier["ci95"][0] > 1.5 * (one["ci95"][1] - one["ci95"][0])
+    same = [[1.0, 1.5, 2.5, 3.0]] * 3  # identical builds: resampling builds changes nothing
+    hier, one = hierarchical_mean_ci(same), mean_ci([v for g in same for v in g], method="bootstrap")
+    assert hier["ci95"] == pytest.approx(one["ci95"], abs=0.05 * (one["ci95"][1] - one["ci95"][0]))
+
+
+def test_between_build_spread():
+    out = between_build_spread({2: [4.0, None], 0: [1.0, 3.0], 5: [None]})
+    assert out["per_build"] == [{"build": 0, "mean": 2.0, "n": 2}, {"build": 2, "mean": 4.0, "n": 1},
+                                {"build": 5, "mean": None, "n": 0}]
+    assert out["range"] == [2.0, 4.0] and out["sd"] == pytest.approx(math.sqrt(2.0))
+    assert between_build_spread({0: [1.0]}) == {"per_build": [{"build": 0, "mean": 1.0, "n": 1}],
+                                                "range": [1.0, 1.0], "sd": None}
 
 
 def test_first_crossing():

@@ -170,3 +170,62 @@ def test_wandb_offline_by_default(micro_cfg, tmp_path, monkeypatch):
     train(micro_cfg(["trainer.total_steps=1", "logging.wandb=offline"]))
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_straightness_in_summary_for_opd_and_effopd_and_after_resume(micro_cfg, tmp_path):
+    """Every run measures how straight its path is (bench/extrapolation/straightness.py), at no validation cost and
+    without changing training; its windows are the trigger windows of effopd.jsonl, and an EffOPD run measures the
+    optimizer's own path too. A resumed run ends with the same measure as a straight one."""
+    # Every validation score on the micro world is 0: with `ge` each trigger accepts both candidates (m = 4).
+    effopd = ["experiment=effopd", "effopd.accept=ge", "effopd.max_tries=2"]
+    for name, extra in (("opd", ["experiment=opd"]), ("effopd", effopd)):
+        out = tmp_path / name
+        summary = train(micro_cfg(extra, out=out))
+        s = json.loads((out / "summary.json").read_text())["straightness"]
+        assert s == summary["straightness"] and s["steps"] == 4 and s["early_step"] == 1
+        triggers, metrics = read_jsonl(out / "effopd.jsonl"), read_jsonl(out / "metrics.jsonl")
+        paths = ["net", "optimizer"] if name == "effopd" else ["net"]
+        assert [p for p in ("net", "optimizer") if p in s] == paths
+        for p in paths:
+            assert [w["step"] for w in s[p]["windows"]] == [t["step"] for t in triggers] == [1, 2, 4]
+            assert 0 < s[p]["chord_arc"] <= 1 + 1e-9 and 0 <= s[p]["early_share"] <= 1 + 1e-9
+            assert all(-1 - 1e-9 <= w["cos_final"] <= 1 + 1e-9 for w in s[p]["windows"])
+            # The window-to-window cosine is the one the probe / EffOPD logs (EffOPD's Delta is the optimizer's
+            # own window; the net window is (1 + m) times it, so it points the same way).
+            assert s[p]["windows"][0]["cos_prev_window"] is None
+            for w, t in zip(s[p]["windows"][1:], triggers[1:]):
+                assert w["cos_prev_window"] == pytest.approx(t["cos_prev_window"], rel=1e-4, abs=1e-6)
+        # The per-step pieces add up to the summary's arcs and displacements.
+        assert s["net"]["arc_length"] == pytest.approx(sum(m["straightness/step_norm"] for m in metrics), rel=1e-9)
+        assert s["net"]["final_norm"] == pytest.approx(metrics[-1]["straightness/displacement"], rel=1e-9)
+        if name == "opd":
+            assert summary["validation_seconds"] == 0.0 and "straightness/jump_norm" not in metrics[0]
+            assert [w["norm"] for w in s["net"]["windows"]] == [pytest.approx(t["delta_norm"], rel=1e-4)
+                                                                 for t in triggers]
+        else:
+            assert [t["accepted_multiplier"] for t in triggers] == [4.0, 4.0, 4.0]
+            assert [w["norm"] for w in s["optimizer"]["windows"]] == [pytest.approx(t["delta_norm"], rel=1e-4)
+                                                                       for t in triggers]
+            assert [w["norm"] for w in s["net"]["windows"]] == [pytest.approx(5 * t["delta_norm"], rel=1e-4)
+                                                                 for t in triggers]
+            assert [m["straightness/jump_norm"] > 0 for m in metrics] == [True, True, False, True]
+            assert s["optimizer"]["arc_length"] == pytest.approx(
+                sum(m["straightness/optimizer_step_norm"] for m in metrics), rel=1e-9)
+
+    # Off: the same training bit for bit, and no measure.
+    off = tmp_path / "off"
+    summary = train(micro_cfg([*effopd, "trainer.straightness=false"], out=off))
+    assert "straightness" not in summary
+    a, b = _final_weights(tmp_path / "effopd"), _final_weights(off)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["loss"] for m in read_jsonl(off / "metrics.jsonl")] == \
+        [m["loss"] for m in read_jsonl(tmp_path / "effopd" / "metrics.jsonl")]
+
+    # 2 steps + resume + 2 steps: the same measure as 4 steps straight (only its own seconds differ).
+    split = tmp_path / "split"
+    train(micro_cfg([*effopd, "trainer.total_steps=2"], out=split))
+    resumed = train(micro_cfg([*effopd, "trainer.resume=auto"], out=split))["straightness"]
+    straight = json.loads((tmp_path / "effopd" / "summary.json").read_text())["straightness"]
+    resumed.pop("seconds"), straight.pop("seconds")
+    assert resumed == straight

@@ -89,14 +89,22 @@ def test_dynamic_sampling_stops_at_its_cap():
 
 
 def test_sft_on_teacher_trajectories_lowers_their_nll(micro_cfg, micro_cache, tmp_path):
+    from bench.world.teacher_samples import TeacherTrajectories, cache_key
+    from core.rollout import SamplingParams
+
+    def samples_file(cfg, world):
+        """This run's teacher-sample cache file (other tests may leave other teacher samples in the cache)."""
+        r = cfg.rollout
+        params = SamplingParams(r.temperature, r.top_p, r.max_new_tokens, logprobs=False)
+        key = cache_key(world.teacher_path, [p.prompt for p in world.train], r.n, params, cfg.trainer.seed)
+        return micro_cache / f"{key}.json"
+
     cfg = micro_cfg(["experiment=sft"])
     train(cfg)
-    (cache_file,) = micro_cache.glob("teacher-samples-*.json")
+    world = load_world(cfg)
+    cache_file = samples_file(cfg, world)
     data = json.loads(cache_file.read_text())
     assert data["n"] == 1 and data["sampling"]["temperature"] == 1.0
-    world = load_world(cfg)
-    from bench.world.teacher_samples import TeacherTrajectories
-    from core.rollout import SamplingParams
 
     batch = TeacherTrajectories(data["samples"], world.tokenizer).generate(
         [p.prompt for p in world.train[:32]], 1, SamplingParams())
@@ -112,8 +120,10 @@ def test_sft_on_teacher_trajectories_lowers_their_nll(micro_cfg, micro_cache, tm
     mtime = cache_file.stat().st_mtime
     train(micro_cfg(["experiment=sft", "trainer.total_steps=1"], out=tmp_path / "again"))
     assert cache_file.stat().st_mtime == mtime  # generated once, then reused
-    train(micro_cfg(["experiment=sft", "trainer.total_steps=1", "trainer.seed=1"], out=tmp_path / "seed1"))
-    assert len(list(micro_cache.glob("teacher-samples-*.json"))) == 2  # another seed, other teacher samples
+    seed1 = micro_cfg(["experiment=sft", "trainer.total_steps=1", "trainer.seed=1"], out=tmp_path / "seed1")
+    train(seed1)
+    other = samples_file(seed1, world)  # another seed, other teacher samples
+    assert other != cache_file and json.loads(other.read_text())["samples"] != data["samples"]
 
 
 @pytest.mark.parametrize("divergence", ["jsd", "topk_forward_kl"])

@@ -13,11 +13,15 @@ from transformers import AutoTokenizer
 from bench.world.tiny.tokenizer import ALPHABET, EOS, PAD, UNK, build_char_tokenizer
 from evals.datasets.tinyworld_task import (
     CRITERIA,
+    FEATURES,
     SPLITS,
+    STYLES,
     Problem,
     Style,
+    criterion_name,
     detect_style,
     make_problem,
+    parse_criterion,
     render_solution,
     sample_problems,
     score_response,
@@ -221,3 +225,59 @@ def test_score_response_unknown_criterion():
     assert CRITERIA == ("answer", "answer_in_style")
     with pytest.raises(ValueError, match="unknown criterion"):
         score_response(P, TARGET_347_285, "style")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Target styles and criterion strings (the flip world's target changes one feature)
+# --------------------------------------------------------------------------------------------------------
+CARRY_347_285 = "7+5=2c1,4+8+1=3c1,3+2+1=6c0;\\boxed{632}"
+
+
+def test_style_of_features_and_names():
+    assert FEATURES == ("carry", "sep", "restate")
+    assert Style.of(["carry"]) == Style(True, False, False)
+    assert Style.of(["restate", "carry"]) == Style(True, False, True)
+    assert Style.of(FEATURES) == Style.target() and Style.of([]) == Style.base()
+    assert Style.target().name == "carry+sep+restate" and Style.base().name == "base"
+    assert Style(False, True, True).features == ("sep", "restate")
+    assert set(STYLES) == set(ALL_STYLES) and len({s.name for s in STYLES}) == 8
+    for bad in (["bold"], ["carry", "carry"]):
+        with pytest.raises(ValueError, match="name each of"):
+            Style.of(bad)
+
+
+def test_criterion_name_and_parse():
+    assert criterion_name("answer_in_style") == "answer_in_style"  # default target: today's name
+    assert criterion_name("answer_in_style", ["restate", "sep", "carry"]) == "answer_in_style"
+    assert criterion_name("answer_in_style", ["carry"]) == "answer_in_style:carry"
+    assert criterion_name("answer_in_style", ["sep", "carry"]) == "answer_in_style:carry+sep"
+    assert criterion_name("answer", ["carry"]) == "answer"
+    with pytest.raises(ValueError, match="at least one feature"):
+        criterion_name("answer_in_style", [])
+    with pytest.raises(ValueError, match="unknown criterion"):
+        criterion_name("answer_in_style:carry", ["carry"])
+    assert parse_criterion("answer") == ("answer", None)
+    assert parse_criterion("answer_in_style") == ("answer_in_style", Style.target())
+    assert parse_criterion("answer_in_style:carry") == ("answer_in_style", Style(True, False, False))
+    assert parse_criterion("answer_in_style:sep+restate") == ("answer_in_style", Style(False, True, True))
+    for bad in ("answer:carry", "answer_in_style:", "answer_in_style:bold", "answer_in_style:carry+carry", "x"):
+        with pytest.raises(ValueError, match="unknown criterion"):
+            parse_criterion(bad)
+
+
+@pytest.mark.parametrize(
+    "response,carry_only,full_target",
+    [
+        (CARRY_347_285, 1.0, 0.0),  # the flip world's teacher style: one feature changed
+        (TARGET_347_285, 0.0, 1.0),  # three features changed: not the flip teacher's style
+        (BASE_347_285, 0.0, 0.0),  # the old style, right sum
+        (render_solution(347, 286, Style(True, False, False)), 0.0, 0.0),  # carry style, wrong sum
+        (render_solution(347, 285, Style(True, True, False)), 0.0, 0.0),  # carry + space separators
+        ("7+5=2c1,4+8+1=3c1,3+2+1=6c1;\\boxed{632}", 0.0, 0.0),  # a wrong step, right box
+    ],
+)
+def test_one_feature_target_scores_exactly_its_style(response, carry_only, full_target):
+    assert render_solution(347, 285, Style.of(["carry"])) == CARRY_347_285
+    assert score_response(P, response, "answer_in_style:carry") == carry_only
+    assert score_response(P, response, "answer_in_style") == full_target
+    assert score_response(P, response, "answer_in_style:carry+sep+restate") == full_target
