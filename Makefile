@@ -30,7 +30,7 @@ LAUNCHER ?= local
 STUDY_ARGS ?=
 REPRODUCE := $(PY) -m bench.reproduce
 
-.PHONY: help install install-code code-ceiling install-vllm test-vllm test test-fast lint reproduce-table2 reproduce-regimes reproduce-efficiency reproduce-analysis reproduce-table1 reproduce-all analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
+.PHONY: help install install-code code-ceiling install-vllm test-vllm test test-fast lint reproduce-table2 reproduce-regimes reproduce-map reproduce-efficiency reproduce-analysis reproduce-table1 reproduce-all reproduce-validation reproduce-opd-vs-rl analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> re
 reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.* (reuses table 2's runs)
 	$(REPRODUCE) regimes --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
+reproduce-map: $(STAMP)  ## the regime map (issue 14): {flip, style, scratch} x LR x0.25-x10 x {OPD, EffOPD}, seeds over 3 world builds -> results/regime_map.*, figures/regime_map*.png (one world: STUDY_ARGS="--worlds flip")
+	$(REPRODUCE) map --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
+
 reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.* (reuses table 2's runs)
 	$(REPRODUCE) efficiency --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
@@ -96,6 +99,12 @@ reproduce-analysis: $(STAMP)  ## parameter dynamics (issue 6): OPD + GRPO x 3 se
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(REPRODUCE) analysis --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-table1: reproduce-analysis  ## = reproduce-analysis (Table 1 needs the same runs)
+
+reproduce-validation: $(STAMP)  ## EffOPD's validation variants (50x1, 200x1, 50x4, greedy 200, teacher_loglik, reverse_kl) vs OPD on style and flip, 5 seeds -> results/validation_ablation.*
+	$(REPRODUCE) validation --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
+
+reproduce-opd-vs-rl: $(STAMP)  ## OPD vs GRPO per world (flip, scratch), each at its validation-selected LR, 3 seeds -> results/opd_vs_rl.*
+	$(REPRODUCE) opd_vs_rl --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-all: $(STAMP)  ## every registered study (python -m bench.reproduce list), each after the studies whose runs it reuses
 	$(REPRODUCE) all --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
