@@ -24,8 +24,6 @@ results/regime_map.{md,json}, results/figures/regime_map.png, results/figures/re
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import STRAIGHTNESS_SCALARS, effopd_diagnostics, selection_score, straightness
 from bench.studies.speedup import CI_METHODS, RunRecord, build_speedup_table, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
-from core.io import atomic_write_json, atomic_write_text
+from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 METHODS = {"OPD": "opd", "EffOPD": "effopd"}
@@ -395,18 +393,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot_map(result: dict, path: Path) -> None:
     """Per world: steps to target vs LR (log-log), mean with 95% CI per method, the tuned LR marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -436,7 +422,7 @@ def plot_map(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def plot_straightness(result: dict, path: Path) -> None:
@@ -463,4 +449,4 @@ def plot_straightness(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    atomic_save_figure(fig, path)

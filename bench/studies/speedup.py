@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ from bench.studies.stats import (
     hierarchical_mean_ci,
     mean_ci,
 )
-from core.io import atomic_write_json, atomic_write_text, read_jsonl
+from core.io import atomic_save_figure, atomic_write_json, atomic_write_text, read_jsonl
 
 # Per-row statistics, in the order they appear in the CSV.
 STAT_FIELDS = (
@@ -419,14 +417,7 @@ def _plot_curves(table: dict, runs: list[RunRecord], path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{metric}: mean over seeds, band = min–max")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save_figure(fig, path)
 
 
 def write_speedup_table(table: dict, out_dir: str | Path, runs: list[RunRecord],

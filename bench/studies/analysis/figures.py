@@ -13,6 +13,7 @@ import torch  # noqa: E402
 
 from bench.studies.analysis.alignment import pca_2d  # noqa: E402
 from bench.train.snapshots import MODULES  # noqa: E402
+from core.io import atomic_save_figure  # noqa: E402
 
 COLORS = {"OPD": "tab:blue", "GRPO": "tab:red"}
 
@@ -28,7 +29,7 @@ def _band(ax, x, ys, label, color):
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -169,3 +169,20 @@ def fake_train_ext(run_dir: Path, overrides: list[str]) -> None:
     _dump(run_dir / "evals.jsonl", read)
     _dump(run_dir / "metrics.jsonl", metrics)
     (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+class SyntheticLauncher:
+    """A study launcher that writes each job's run folder with a fake trainer (``fake_train`` by default, or
+    ``fake_train_ext``) instead of training; ``launched`` lists the folders it wrote, in order."""
+
+    name = "synthetic"
+
+    def __init__(self, train=None):
+        self.train = train or fake_train
+        self.launched: list[Path] = []
+
+    def launch(self, jobs):
+        for job in jobs:
+            self.train(job.run_dir, job.overrides)
+            self.launched.append(job.run_dir)
+        return []

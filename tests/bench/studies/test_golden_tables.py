@@ -8,45 +8,14 @@ lives now (bench.studies.run_metrics, formerly bench.studies.table2).
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
-import pytest
-
-from bench.studies import cli, framework, report
+from bench.studies import cli
 from bench.studies.launcher import Launcher
-from tests.bench.studies.synthetic_runs import fake_train
+from tests.bench.studies.synthetic_runs import SyntheticLauncher
 
 GOLDEN = Path(__file__).parent / "golden" / "studies"
 RENAMED = ("bench.studies.table2.selection_score", "bench.studies.run_metrics.selection_score")
-MACHINE = {"platform": "test", "processor": "synthetic", "cpus": 2, "torch": "0", "python": "3", "parallel_runs": 2}
-
-
-class SyntheticLauncher(Launcher):
-    """Writes each job's run folder with fake_train instead of training."""
-
-    name = "synthetic"
-
-    def __init__(self):
-        self.launched: list[Path] = []
-
-    def launch(self, jobs):
-        for job in jobs:
-            fake_train(job.run_dir, job.overrides)
-            self.launched.append(job.run_dir)
-        return []
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """Deterministic provenance: no scipy (the t table), fixed clock, machine and commit, no world build."""
-    import sys
-
-    monkeypatch.setitem(sys.modules, "scipy", None)
-    monkeypatch.setattr(framework, "time", types.SimpleNamespace(time=lambda: 1000.0))
-    monkeypatch.setattr(report, "machine", lambda n: {**MACHINE, "parallel_runs": n})
-    monkeypatch.setattr(report, "git_commit", lambda: "0123456789ab")
-    monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style": None)
 
 
 def run_all(tmp: Path, launcher: Launcher) -> dict[str, Path]:

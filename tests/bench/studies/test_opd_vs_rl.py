@@ -15,7 +15,7 @@ from bench.studies.jobs import DEFAULT_LR
 from bench.studies.opd_vs_rl import lead_sentence, method_job, parse_floats, ratio_ci
 from bench.studies.run_metrics import selection_score
 from bench.studies.speedup import load_runs
-from tests.bench.studies.test_validation_ablation import ExtLauncher, frozen  # noqa: F401 (a fixture)
+from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train_ext
 
 
 def test_jobs_and_options(tmp_path):
@@ -32,7 +32,7 @@ def test_jobs_and_options(tmp_path):
     with pytest.raises(ValueError, match="--lr-extensions='x'"):
         parse_floats("x", "--lr-extensions")
     with pytest.raises(ValueError, match="--seeds=2.*at least 3"):
-        cli.main(["opd_vs_rl", "--seeds", "2"], launcher=ExtLauncher())
+        cli.main(["opd_vs_rl", "--seeds", "2"], launcher=SyntheticLauncher(fake_train_ext))
 
 
 def test_ratio_ci_pairs_within_builds():
@@ -72,9 +72,9 @@ def crossing(evals, target):
     return next((e["step"] for e in evals if e["test/greedy"] >= target), None)
 
 
-def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):  # noqa: F811
+def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    launcher = ExtLauncher()
+    launcher = SyntheticLauncher(fake_train_ext)
     args = ["opd_vs_rl", "--worlds", "flip,scratch,style", "--seeds", "3", "--sweep-seeds", "2", "--builds", "3",
             "--runs-dir", str(runs), "--out", str(out)]
     cli.main(args, launcher=launcher)
@@ -114,6 +114,6 @@ def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):  # noqa: F811
     assert "OPD leads" in got["worlds"]["flip"]["sentence"]
     assert "OPD leads" not in got["worlds"]["style"]["sentence"]
 
-    again = ExtLauncher()
+    again = SyntheticLauncher(fake_train_ext)
     cli.main(args, launcher=again)
     assert again.launched == []

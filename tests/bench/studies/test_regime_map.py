@@ -13,14 +13,13 @@ from bench.studies import cli, regime_map
 from bench.studies.jobs import builds_for
 from bench.studies.run_metrics import selection_score
 from bench.studies.speedup import load_runs
-from tests.bench.studies.synthetic_runs import fake_train
-from tests.bench.studies.test_golden_tables import SyntheticLauncher, frozen  # noqa: F401 (fixture)
+from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train
 
 MULTS = "0.5,1,3"
 
 
 @pytest.fixture
-def no_builds(monkeypatch, frozen):  # noqa: F811
+def no_builds(monkeypatch, frozen):
     built = []
     monkeypatch.setattr(regime_map, "build_world_builds", lambda ctx, world, n: built.append((world, n)))
     return built

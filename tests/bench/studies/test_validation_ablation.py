@@ -4,44 +4,16 @@ its per-world, per-variant numbers, run end to end through the study CLI on synt
 from __future__ import annotations
 
 import json
-import types
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.studies import cli, framework, report
+from bench.studies import cli
 from bench.studies.jobs import DEFAULT_LR
-from bench.studies.launcher import Launcher
 from bench.studies.validation_ablation import VARIANTS, grid, parse_list
-from tests.bench.studies.synthetic_runs import fake_train_ext, variant_factors
-
-MACHINE = {"platform": "test", "processor": "synthetic", "cpus": 2, "torch": "0", "python": "3", "parallel_runs": 2}
-
-
-class ExtLauncher(Launcher):
-    name = "synthetic-ext"
-
-    def __init__(self):
-        self.launched: list[Path] = []
-
-    def launch(self, jobs):
-        for job in jobs:
-            fake_train_ext(job.run_dir, job.overrides)
-            self.launched.append(job.run_dir)
-        return []
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "scipy", None)
-    monkeypatch.setattr(framework, "time", types.SimpleNamespace(time=lambda: 1000.0))
-    monkeypatch.setattr(report, "machine", lambda n: {**MACHINE, "parallel_runs": n})
-    monkeypatch.setattr(report, "git_commit", lambda: "0123456789ab")
-    monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style": None)
+from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train_ext, variant_factors
 
 
 def test_grid_cells_overrides_and_builds(tmp_path):
@@ -73,7 +45,7 @@ def test_bad_options_name_the_option():
     with pytest.raises(ValueError, match="--worlds"):
         parse_list("style,style", "--worlds")
     with pytest.raises(ValueError, match="--seeds=1"):
-        cli.main(["validation", "--seeds", "1"], launcher=ExtLauncher())
+        cli.main(["validation", "--seeds", "1"], launcher=SyntheticLauncher(fake_train_ext))
 
 
 def final(evals, window=3):
@@ -95,7 +67,7 @@ def build_mean(values: dict[int, list[float]]) -> float:
 
 def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    launcher = ExtLauncher()
+    launcher = SyntheticLauncher(fake_train_ext)
     args = ["validation", "--seeds", "5", "--builds", "3", "--runs-dir", str(runs), "--out", str(out)]
     result = cli.main(args, launcher=launcher)
     assert len(launcher.launched) == 2 * 5 * 7
@@ -142,7 +114,7 @@ def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):
             assert off is None or (fast is not None and fast <= off)
     assert result["worlds"].keys() == got["worlds"].keys()
 
-    again = ExtLauncher()
+    again = SyntheticLauncher(fake_train_ext)
     cli.main(args, launcher=again)
     assert again.launched == []  # every run reused
 
