@@ -21,9 +21,8 @@ from omegaconf import OmegaConf
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import Job, existing_job, lr_tag, sweep_label, train_job
 from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
-from bench.studies.run_metrics import effopd_diagnostics, selection_score, step_time_split
+from bench.studies.run_metrics import effopd_diagnostics, grow_lr_sweep, step_time_split
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs, write_speedup_table
-from bench.studies.stats import mean_ci
 from core.paths import EXPERIMENTS_DIR, RESULTS_DIR
 
 SWEEP_FILE = EXPERIMENTS_DIR / "sweeps" / "efficiency.yaml"
@@ -76,25 +75,8 @@ def method_job(spec: dict, runs_dir: Path, table2_dir: Path, method: str, lr: fl
 def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, methods: list[str],
           sweep_seeds: list[int]) -> dict:
     """Per method: the learning rates tried, their selection scores and the winner."""
-    tried: dict[str, list[float]] = {m: list(spec["grid"]) for m in methods}
-    while True:
-        jobs = {(m, lr, s): method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True)
-                for m in methods for lr in tried[m] for s in sweep_seeds}
-        ctx.run(sorted(jobs.values(), key=lambda j: str(j.run_dir)))
-        result, grow = {}, False
-        for m in methods:
-            cands = []
-            for lr in tried[m]:
-                scores = [selection_score(load_runs(jobs[(m, lr, s)].run_dir)[0]) for s in sweep_seeds]
-                cands.append({"lr": lr, "selection_score": mean_ci(scores), "seeds": sweep_seeds})
-            best = max(cands, key=lambda c: c["selection_score"]["mean"])
-            result[m] = {"candidates": cands, "selected_lr": best["lr"]}
-            nxt = [lr for lr in spec["extensions"] if lr > max(tried[m])]
-            if best["lr"] == max(tried[m]) and nxt:
-                tried[m].append(nxt[0])
-                grow = True
-        if not grow:
-            return result
+    return grow_lr_sweep(ctx, methods, list(spec["grid"]), spec["extensions"], sweep_seeds,
+                         lambda m, lr, s: method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True))
 
 
 @register_study("efficiency", after=("table2",),

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, lr_tag, sweep_label, train_job
 from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
-from bench.studies.run_metrics import selection_score
+from bench.studies.run_metrics import grow_lr_sweep
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
 from core.io import atomic_write_json, atomic_write_text
@@ -57,27 +57,12 @@ def method_job(runs_dir: Path, world: str, method: str, lr: float, seed: int, bu
 def select_lrs(ctx: StudyContext, runs_dir: Path, world: str, grid: list[float], extensions: list[float],
                sweep_seeds: list[int], build: dict[int, int]) -> dict:
     """Per method on ``world``: the LRs tried, their selection scores (mean [CI] over the sweep seeds) and the
-    winner. The grid grows by the next extension while a method's best LR is the largest tried."""
-    tried = {m: list(grid) for m in METHODS}
-    while True:
-        jobs = {(m, lr, s): method_job(runs_dir, world, m, lr, s, build[s], selection=True)
-                for m in METHODS for lr in tried[m] for s in sweep_seeds}
-        ctx.run(sorted(jobs.values(), key=lambda j: str(j.run_dir)))
-        result, grow = {}, False
-        for m in METHODS:
-            cands = []
-            for lr in tried[m]:
-                scores = [selection_score(load_runs(jobs[(m, lr, s)].run_dir)[0]) for s in sweep_seeds]
-                cands.append({"lr": lr, "selection_score": mean_ci(scores), "seeds": sweep_seeds})
-            best = max(cands, key=lambda c: c["selection_score"]["mean"])
-            result[m] = {"candidates": cands, "selected_lr": best["lr"],
-                         "at_grid_edge": best["lr"] == max(tried[m])}  # the largest LR tried, none left to add
-            nxt = [lr for lr in extensions if lr > max(tried[m])]
-            if best["lr"] == max(tried[m]) and nxt:
-                tried[m].append(nxt[0])
-                grow = True
-        if not grow:
-            return result
+    winner (``grow_lr_sweep``), flagged ``at_grid_edge`` when it is the largest LR tried (none left to add)."""
+    result = grow_lr_sweep(ctx, list(METHODS), grid, extensions, sweep_seeds,
+                           lambda m, lr, s: method_job(runs_dir, world, m, lr, s, build[s], selection=True))
+    for sel in result.values():
+        sel["at_grid_edge"] = sel["selected_lr"] == max(c["lr"] for c in sel["candidates"])
+    return result
 
 
 def pair_ratios(opd: dict, rival: dict, key: str) -> dict[tuple[int, int], float | None]:

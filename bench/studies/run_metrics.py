@@ -75,3 +75,33 @@ def step_time_split(runs: list[RunRecord]) -> dict:
                     phases.setdefault(k[5:], []).append(v)
     return {k: round(statistics.fmean(v) if k == "validation" else statistics.median(v), 4)
             for k, v in phases.items()}
+
+
+def grow_lr_sweep(ctx, methods: list[str], grid: list[float], extensions: list[float], sweep_seeds: list[int],
+                  job_of) -> dict:
+    """Per method: the LRs tried, their selection scores (mean [CI] over ``sweep_seeds``) and the winner.
+
+    ``job_of(method, lr, seed)`` is the method's selection-scoring run at ``lr``. While a method's best LR is the
+    largest tried, its grid grows by the next of ``extensions``, so no method is held back by where the grid stops.
+    """
+    from bench.studies.speedup import load_runs
+    from bench.studies.stats import mean_ci
+
+    tried = {m: list(grid) for m in methods}
+    while True:
+        jobs = {(m, lr, s): job_of(m, lr, s) for m in methods for lr in tried[m] for s in sweep_seeds}
+        ctx.run(sorted(jobs.values(), key=lambda j: str(j.run_dir)))
+        result, grow = {}, False
+        for m in methods:
+            cands = []
+            for lr in tried[m]:
+                scores = [selection_score(load_runs(jobs[(m, lr, s)].run_dir)[0]) for s in sweep_seeds]
+                cands.append({"lr": lr, "selection_score": mean_ci(scores), "seeds": sweep_seeds})
+            best = max(cands, key=lambda c: c["selection_score"]["mean"])
+            result[m] = {"candidates": cands, "selected_lr": best["lr"]}
+            nxt = [lr for lr in extensions if lr > max(tried[m])]
+            if best["lr"] == max(tried[m]) and nxt:
+                tried[m].append(nxt[0])
+                grow = True
+        if not grow:
+            return result
