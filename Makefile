@@ -30,7 +30,7 @@ LAUNCHER ?= local
 STUDY_ARGS ?=
 REPRODUCE := $(PY) -m bench.reproduce
 
-.PHONY: help install install-code code-ceiling install-vllm test-vllm test test-fast lint reproduce-table2 reproduce-regimes reproduce-map reproduce-efficiency reproduce-analysis reproduce-table1 reproduce-all reproduce-validation reproduce-opd-vs-rl analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
+.PHONY: help install install-code code-ceiling install-vllm test-vllm test test-fast lint reproduce-table2 reproduce-regimes reproduce-map reproduce-variant reproduce-efficiency reproduce-analysis reproduce-table1 reproduce-all reproduce-validation reproduce-opd-vs-rl analysis-speed build-world bench clean-runs leaderboard test-leaderboard-html
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -89,7 +89,7 @@ reproduce-table2: $(STAMP)  ## OPD vs EffOPD (+ tuned-LR OPD) over 5 seeds -> re
 reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds -> results/table2_regimes.* (reuses table 2's runs)
 	$(REPRODUCE) regimes --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
-reproduce-map: $(STAMP)  ## the regime map (issue 14): {flip, style, scratch} x LR x0.25-x10 x {OPD, EffOPD}, seeds over 3 world builds -> results/regime_map.*, figures/regime_map*.png (one world: STUDY_ARGS="--worlds flip")
+reproduce-map: $(STAMP)  ## the regime map (issue 14): {flip, style, scratch} x LR x0.25-x10 x {OPD, EffOPD, WindowLR}, seeds over 3 world builds -> results/regime_map.*, figures/regime_map*.png (one world: STUDY_ARGS="--worlds flip")
 	$(REPRODUCE) map --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.* (reuses table 2's runs)
@@ -99,6 +99,9 @@ reproduce-analysis: $(STAMP)  ## parameter dynamics (issue 6): OPD + GRPO x 3 se
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(REPRODUCE) analysis --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-table1: reproduce-analysis  ## = reproduce-analysis (Table 1 needs the same runs)
+
+reproduce-variant: $(STAMP)  ## WindowLR (ours) against its goals from the map's results, plus ablations at style's default LR -> results/variant.*
+	$(REPRODUCE) variant --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-validation: $(STAMP)  ## EffOPD's validation variants (50x1, 200x1, 50x4, greedy 200, teacher_loglik, reverse_kl) vs OPD on style and flip, 5 seeds -> results/validation_ablation.*
 	$(REPRODUCE) validation --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)

@@ -221,6 +221,8 @@ class EffOPDConfig:
     val_common_random_numbers: bool = False  # reuse one sampling seed for the base and all candidates of a
     # trigger (less noisy comparisons); off = fresh sampling noise per evaluation, as the official code
     log_direction: bool = True  # log cosine between consecutive trigger windows (keeps one extra copy of Delta)
+    lr_min_factor: float = 0.1  # method=window_lr only: bounds on the learning rate it steers, as multiples of
+    lr_max_factor: float = 30.0  # trainer.lr (bench/extrapolation/window_lr.py); 0 < min <= 1 <= max
     probe_when_disabled: bool = True  # runs without EffOPD still log the direction diagnostic (no validation)
 
 

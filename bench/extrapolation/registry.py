@@ -69,6 +69,8 @@ class ExtrapolationContext:
     on_weights_changed: Callable[[], None]  # call after every change of the weights (the engine's weight sync)
     seed: int  # the run's seed (trainer.seed): seeds of the scorer's sampling noise
     optimizer: torch.optim.Optimizer | None = None  # the run's optimizer (e.g. to feed a step size back)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # its LR scheduler (an LR change must go into its
+    # base LRs, or the scheduler's next step undoes it)
 
 
 @dataclass(frozen=True)

@@ -1,72 +1,61 @@
-"""The regime map (``make reproduce-map``, issue 14 point 4): OPD and EffOPD per world x learning rate.
+"""The regime map (``make reproduce-map``, issue 14 point 4): OPD, EffOPD and WindowLR per world x learning rate.
 
     python -m bench.reproduce map [--worlds flip,style,scratch] [--multipliers 0.25,0.5,1,3,10] [--seeds 3]
                                   [--default-seeds 5] [--builds 3] [--selection-seeds 2] [--max-steps 200]
 
-Grid: per world (``WORLDS``: its default LR and base horizon), OPD and EffOPD at LR = multiplier x the world's
-default LR, ``--seeds`` seeds per cell (``--default-seeds`` at multiplier 1), seed s in world build s % builds
-(``builds_for``). Horizon per LR: the world's base horizon scaled by 1/multiplier below x1 (so OPD at the
-lowest LR gets the steps it needs) and kept at the base above it, capped by ``--max-steps``; a run that does
-not reach the target within it counts as "not reached" in its cell (reached n/N).
+Grid: per world (``WORLDS``: its default LR and base horizon), OPD, EffOPD and our WindowLR at
+LR = multiplier x the world's default LR, ``--seeds`` seeds per cell (``--default-seeds`` at multiplier 1), seed s
+in world build s % builds (``builds_for``). Horizon per LR: the world's base horizon scaled by 1/multiplier below
+x1 (so OPD at the lowest LR gets the steps it needs) and kept at the base above it, capped by ``--max-steps``; a
+run that does not reach the target within it counts as "not reached" in its cell (reached n/N).
 
-Target per world: 95% of the mean final accuracy of OPD at its validation-selected LR. Selection: the OPD cells'
-first ``--selection-seeds`` seeds score the validation selection prompts; the selected LR has the highest mean
-``selection_score`` over the evaluations up to the world's base horizon (the same step budget for every LR).
-The same target holds for every LR of the world.
+Target per world and build: 95% of the mean final accuracy, on that build, of OPD at its validation-selected
+LR (builds of one recipe differ: on style, OPD ends at 0.78 on build 0 and 0.99 on build 1, so one pooled target
+would be out of reach on one and trivial on the other). Selection: the OPD cells' first ``--selection-seeds``
+seeds score the validation selection prompts; the selected LR has the highest mean ``selection_score`` over the
+evaluations up to the world's base horizon (the same step budget for every LR). The same targets hold for every
+LR of the world.
 
-Per cell: steps and net wall-clock to target (reached n/N); EffOPD's speedup over OPD at the same LR and both
-methods' speedups over the tuned-LR OPD (per (build, seed) pair); validation seconds; per trigger the acceptance
-and mean accepted multiplier; the straightness measures (``run_metrics.straightness``). Over all cells: the
-correlation of EffOPD's same-LR step speedup with each OPD straightness measure. Outputs:
-results/regime_map.{md,json}, results/figures/regime_map.png, results/figures/regime_map_straightness.png.
+Per cell: steps and net wall-clock to target (reached n/N); EffOPD's and WindowLR's speedups over OPD at the same
+LR and every method's speedups over the tuned-LR OPD (per (build, seed) pair); validation seconds; per trigger
+the acceptance and mean accepted multiplier (WindowLR: and its LR scale); the straightness measures
+(``run_metrics.straightness``). Over all cells: the correlation of EffOPD's same-LR step speedup with each OPD
+straightness measure. Outputs: results/regime_map.{md,json}, results/figures/regime_map.png,
+results/figures/regime_map_straightness.png.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.jobs import Job, builds_for, lr_tag, train_job
+from bench.studies.map_grid import (  # noqa: F401  (lr_tag, grid, load_as: the map's names for its tests)
+    EVAL_EVERY,
+    EXTRAPOLATED,
+    METHODS,
+    TARGET_FRACTION,
+    TUNED,
+    WORLDS,
+    WorldSpec,
+    cell_seeds,
+    grid,
+    horizon,
+    load_as,
+    lr_tag,
+    paired_speedup,
+)
 from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import STRAIGHTNESS_SCALARS, effopd_diagnostics, selection_score, straightness
-from bench.studies.speedup import CI_METHODS, RunRecord, build_speedup_table, load_runs
-from bench.studies.stats import cluster_t_mean_ci, mean_ci
+from bench.studies.speedup import CI_METHODS, RunRecord, build_speedup_table
+from bench.studies.stats import mean_ci
 from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
-METHODS = {"OPD": "opd", "EffOPD": "effopd"}
-TUNED = "OPD, tuned LR"
-TARGET_FRACTION = 0.95
 # The straightness measures (run_metrics.STRAIGHTNESS_SCALARS) that can be the map's best predictor.
 PREDICTORS = ("chord_arc", "early_share", "cos_final_mean", "cos_prev_window_mean")
-EVAL_EVERY = 2  # trainer.eval_every of experiments/trainer/tiny.yaml: horizons are rounded up to a multiple
-
-
-@dataclass(frozen=True)
-class WorldSpec:
-    """A world's place on the map: its default learning rate and the horizon of a run at that LR."""
-
-    default_lr: float  # OPD's default LR on this world (the map's x1)
-    base_steps: int  # trainer.total_steps at x1 and above; below x1 it grows as 1/multiplier
-
-
-# style and flip: the tiny trainer's default LR (2e-5, experiments/trainer/tiny.yaml), 50 steps as in table 2.
-# scratch: the regimes study ran it at 2e-5, 6e-5 and 2e-4 and none of them moved the student much in 50 steps
-# (docs/results.md: 11-12% at 2e-5 and 6e-5, 7% at 2e-4), so it keeps the default LR and gets twice the steps.
-WORLDS = {"style": WorldSpec(2e-5, 50), "flip": WorldSpec(2e-5, 50), "scratch": WorldSpec(2e-5, 100)}
-
-
-def horizon(spec: WorldSpec, multiplier: float, max_steps: int) -> int:
-    """trainer.total_steps at ``multiplier`` x the default LR: base / min(multiplier, 1), rounded up to a multiple
-    of the eval interval, capped by ``max_steps``."""
-    steps = math.ceil(spec.base_steps / min(multiplier, 1.0) / EVAL_EVERY - 1e-9) * EVAL_EVERY
-    return min(steps, max_steps)
-
-
 def parse_options(args) -> tuple[list[str], list[float]]:
     """The worlds and multipliers of ``args``, checked: a bad value stops the study before anything runs."""
     worlds = [w for w in str(args.worlds).split(",") if w]
@@ -91,33 +80,6 @@ def parse_options(args) -> tuple[list[str], list[float]]:
     return worlds, sorted(mults)
 
 
-def cell_seeds(multiplier: float, seeds: int, default_seeds: int) -> list[int]:
-    return list(range(default_seeds if multiplier == 1 else seeds))
-
-
-def grid(runs_dir: Path, worlds: list[str], mults: list[float], seeds: int, default_seeds: int, n_builds: int,
-         selection_seeds: int, max_steps: int) -> dict[tuple[str, float, str, int], Job]:
-    """Every run of the map, keyed (world, multiplier, method, seed): ``<runs_dir>/<world>/lr<tag>/<method>/seed<s>``.
-
-    OPD runs of the first ``selection_seeds`` seeds score the selection prompts (the LR selection); seeds are
-    spread over the world's builds by value (``builds_for``); ``trainer.total_steps`` is the cell's horizon."""
-    jobs = {}
-    for world in worlds:
-        spec = WORLDS[world]
-        for m in mults:
-            lr = spec.default_lr * m
-            seeds_here = cell_seeds(m, seeds, default_seeds)
-            builds = builds_for(seeds_here, n_builds)
-            steps = horizon(spec, m, max_steps)
-            for method, preset in METHODS.items():
-                for s in seeds_here:
-                    jobs[(world, m, method, s)] = train_job(
-                        runs_dir / world / f"lr{lr_tag(lr)}", method, preset, s, lr, world=world,
-                        selection=method == "OPD" and s < selection_seeds, build=builds[s],
-                        extra=(f"trainer.total_steps={steps}",))
-    return jobs
-
-
 def build_world_builds(ctx: StudyContext, world: str, n_builds: int) -> None:
     """Build (or find cached) every build of ``world`` the map uses, before its runs start."""
     ctx.build_world(world)
@@ -126,11 +88,6 @@ def build_world_builds(ctx: StudyContext, world: str, n_builds: int) -> None:
 
         for b in range(1, n_builds):
             build_world([f"world={world}", f"world.build={b}"], parallel=ctx.workers)
-
-
-def load_as(job: Job, method: str) -> RunRecord:
-    (run,) = load_runs(job.run_dir)
-    return RunRecord(**{**run.__dict__, "method": method})
 
 
 def select_lr(opd: dict[float, list[RunRecord]], selection_seeds: int, budget: int) -> tuple[float, list[dict]]:
@@ -145,37 +102,6 @@ def select_lr(opd: dict[float, list[RunRecord]], selection_seeds: int, budget: i
     return best["lr_multiplier"], cands
 
 
-def pair_ci(values: list[float | None], builds: list[int]) -> dict:
-    """Mean and CI the way build_speedup_table does it: over seeds with one build, over build means with several."""
-    if len(set(builds)) <= 1:
-        return mean_ci(values)
-    groups: dict[int, list] = {}
-    for b, v in zip(builds, values):
-        groups.setdefault(b, []).append(v)
-    return cluster_t_mean_ci([groups[b] for b in sorted(groups)])
-
-
-def paired_speedup(num: dict, den: dict, field: str) -> dict:
-    """num / den per (build, seed) pair of two rows' ``per_seed`` entries (a miss on either side drops the pair);
-    with no pair at all, the ratio of the two rows' means (method "ratio of means", no CI)."""
-    ref = {(p.get("build", 0), p["seed"]): p[field] for p in num["per_seed"]}
-    values, builds, excluded = [], [], 0
-    for p in den["per_seed"]:
-        key = (p.get("build", 0), p["seed"])
-        a, b = ref.get(key), p[field]
-        if a is None or b is None or b <= 0:
-            excluded += 1
-            continue
-        values.append(a / b)
-        builds.append(key[0])
-    if values:
-        return {**pair_ci(values, builds), "pairs_excluded": excluded, "method": "per (build, seed) pair"}
-    mn = mean_ci([p[field] for p in num["per_seed"]])["mean"]
-    md = mean_ci([p[field] for p in den["per_seed"]])["mean"]
-    ratio = mn / md if mn is not None and md else None
-    return {"mean": ratio, "ci95": None, "n": 0, "pairs_excluded": excluded, "method": "ratio of means"}
-
-
 def straightness_stats(runs: list[RunRecord]) -> dict:
     """Mean [CI] over runs of each straightness scalar (net path); runs without the measure are left out."""
     measured = [s for s in (straightness(r) for r in runs) if s is not None]
@@ -185,10 +111,12 @@ def straightness_stats(runs: list[RunRecord]) -> dict:
 def cell_result(world: str, m: float, lr: float, steps: int, runs: dict[str, list[RunRecord]],
                 tuned: list[RunRecord]) -> dict:
     """One cell's numbers against the world's target (the tuned-LR OPD runs' final accuracy x 95%)."""
-    table_runs = runs["OPD"] + runs["EffOPD"] + [RunRecord(**{**r.__dict__, "method": TUNED}) for r in tuned]
-    table = build_speedup_table(table_runs, reference=TUNED, target_fraction=TARGET_FRACTION)
+    table_runs = [r for method in METHODS for r in runs[method]] + [RunRecord(**{**r.__dict__, "method": TUNED})
+                                                                     for r in tuned]
+    table = build_speedup_table(table_runs, reference=TUNED, target_fraction=TARGET_FRACTION, target_per_build=True)
     rows = {r["method"]: r for r in table["rows"]}
     out = {"world": world, "lr_multiplier": m, "lr": lr, "total_steps": steps, "target": table["target"]["value"],
+           "target_per_build": table["target"]["per_build"],
            "seeds": sorted({r.seed for r in runs["OPD"]}),
            "builds": {str(r.seed): r.build for r in sorted(runs["OPD"], key=lambda r: r.seed)}}
     for method in METHODS:
@@ -203,13 +131,14 @@ def cell_result(world: str, m: float, lr: float, steps: int, runs: dict[str, lis
             **({"between_builds": row["between_builds"]} if "between_builds" in row else {}),
             "per_seed": row["per_seed"],
         }
-    out["EffOPD"]["speedup_steps_vs_same_lr"] = paired_speedup(rows["OPD"], rows["EffOPD"], "steps_to_target")
-    out["EffOPD"]["speedup_wall_vs_same_lr"] = paired_speedup(rows["OPD"], rows["EffOPD"], "wall_seconds_to_target")
-    out["EffOPD"]["triggers"] = [
-        {"step": t["step"], "n": t["n"], "accepted_frac": t.get("accepted_frac"),
-         "accepted_multiplier": t.get("accepted_multiplier"), "validation_seconds": t.get("validation_seconds"),
-         "cos_prev_window": t["cos_prev_window"]}
-        for t in effopd_diagnostics(runs["EffOPD"])]
+    for method in EXTRAPOLATED:
+        out[method]["speedup_steps_vs_same_lr"] = paired_speedup(rows["OPD"], rows[method], "steps_to_target")
+        out[method]["speedup_wall_vs_same_lr"] = paired_speedup(rows["OPD"], rows[method], "wall_seconds_to_target")
+        out[method]["triggers"] = [
+            {"step": t["step"], "n": t["n"], "accepted_frac": t.get("accepted_frac"),
+             "accepted_multiplier": t.get("accepted_multiplier"), "validation_seconds": t.get("validation_seconds"),
+             "cos_prev_window": t["cos_prev_window"], **({"lr_scale": t["lr_scale"]} if "lr_scale" in t else {})}
+            for t in effopd_diagnostics(runs[method])]
     return out
 
 
@@ -285,7 +214,26 @@ def headline(worlds: dict) -> str:
             tuned.append(f"{name}: {fmt_stat(e['speedup_steps_vs_tuned'], 2, 'x')} in steps and "
                          f"{fmt_stat(e['speedup_wall_vs_tuned'], 2, 'x')} in net wall-clock at its best LR "
                          f"(x{best['lr_multiplier']:g}; tuned OPD at x{w['selected_multiplier']:g})")
-    return text + " Against the tuned-LR OPD of each world: " + "; ".join(tuned) + "."
+    return (text + " Against the tuned-LR OPD of each world: " + "; ".join(tuned) + ". " + window_lr_headline(worlds))
+
+
+def window_lr_headline(worlds: dict) -> str:
+    """WindowLR against both of its goals (issue 14 point 6): its net wall-clock speedup over OPD at style's default
+    LR against EffOPD's, and its steps to target against the tuned-LR OPD's at every LR (within 10%: a speedup
+    vs tuned >= 1/1.1)."""
+    parts = []
+    default = next((c for c in worlds.get("style", {}).get("cells", []) if c["lr_multiplier"] == 1), None)
+    if default is not None:
+        w, e = default["WindowLR"]["speedup_wall_vs_same_lr"], default["EffOPD"]["speedup_wall_vs_same_lr"]
+        parts.append(f"On style at the default LR, WindowLR's net wall-clock speedup over OPD is "
+                     f"{fmt_stat(w, 2, 'x')} against EffOPD's {fmt_stat(e, 2, 'x')}")
+    for name, wd in worlds.items():
+        vs = [(c["lr_multiplier"], c["WindowLR"]["speedup_steps_vs_tuned"]["mean"]) for c in wd["cells"]]
+        ok = [m for m, v in vs if v is not None and v >= 1 / 1.1]
+        parts.append(f"{name}: WindowLR within 10% of the tuned-LR OPD's steps (or better) at {len(ok)}/{len(vs)} "
+                     "LRs (" + ", ".join(f"x{m:g} {v:.2f}x" if v is not None else f"x{m:g} not reached"
+                                         for m, v in vs) + ")")
+    return "; ".join(parts) + "."
 
 
 @register_study("map", help="OPD and EffOPD per world x LR (x0.25-x10) -> results/regime_map.*", options=(
@@ -326,9 +274,10 @@ def reproduce_map(ctx: StudyContext) -> dict:
                                        f"evaluations up to step {spec.base_steps} (the same step budget for every "
                                        f"LR), OPD seeds 0..{args.selection_seeds - 1} of each LR",
                           "candidates": cands},
-            "target": {"value": cells[0]["target"], "definition": (
-                f"{TARGET_FRACTION:.0%} of the mean final test/greedy (mean of the last 3 evals) of OPD at the "
-                f"selected LR x{best:g} over its seeds {cells[mults.index(best)]['seeds']}; the same for every LR")},
+            "target": {"value": cells[0]["target"], "per_build": cells[0]["target_per_build"], "definition": (
+                f"per world build, {TARGET_FRACTION:.0%} of the mean final test/greedy (mean of the last 3 evals) "
+                f"of OPD at the selected LR x{best:g} on that build (its seeds {cells[mults.index(best)]['seeds']}); "
+                "value: the mean over builds; the same for every LR")},
             "cells": cells,
         }
     cells = [c for w in result_worlds.values() for c in w["cells"]]
@@ -357,11 +306,13 @@ def reproduce_map(ctx: StudyContext) -> dict:
 
 def render(result: dict) -> str:
     lines = ["# The regime map: where EffOPD pays", "", result["headline"], "",
-             "Per world one target for every LR: 95% of the final accuracy of OPD at its validation-selected LR. "
+             "Per world and build one target for every LR: 95% of the final accuracy, on that build, of OPD at its "
+             "validation-selected LR. "
              "Speedups: " + result["speedup_method"] + ". Mean [95% CI].", ""]
     for name, w in result["worlds"].items():
         lines += [f"## {name} (default LR {w['default_lr']:.0e}; tuned OPD: x{w['selected_multiplier']:g} = "
-                  f"{w['selected_lr']:.1e}; target {w['target']['value']:.3f})", "",
+                  f"{w['selected_lr']:.1e}; targets " + ", ".join(f"build {b} {t:.3f}" for b, t in
+                                                                    w["target"]["per_build"].items()) + ")", "",
                   *md_header(["LR", "steps", "reached OPD / EffOPD", "OPD steps", "EffOPD steps", "EffOPD vs OPD "
                               "(steps)", "EffOPD vs OPD (wall, net)", "OPD vs tuned (steps)", "EffOPD vs tuned "
                               "(steps)", "EffOPD vs tuned (wall, net)", "validation s", "accepted (mean mult.) "
@@ -377,6 +328,19 @@ def render(result: dict) -> str:
                 f"{fmt_stat(o['speedup_steps_vs_tuned'], 2)} | {fmt_stat(e['speedup_steps_vs_tuned'], 2)} | "
                 f"{fmt_stat(e['speedup_wall_vs_tuned'], 2)} | {fmt_stat(e['validation_seconds'], 1)} | {trig} | "
                 f"{fmt_stat(o['straightness']['chord_arc'], 2)} |")
+        lines += ["", "WindowLR (ours: a line search along the last 4-step window, the accepted step fed back into "
+                  "the LR):", "", *md_header(["LR", "reached", "WindowLR steps", "vs OPD (steps)", "vs OPD (wall, net)",
+                                             "vs tuned (steps)", "vs tuned (wall, net)", "validation s",
+                                             "LR scale at the last trigger"])]
+        for c in w["cells"]:
+            v = c["WindowLR"]
+            last = next((t for t in reversed(v["triggers"]) if "lr_scale" in t), None)
+            lines.append(
+                f"| {c['lr']:.1e} (x{c['lr_multiplier']:g}) | {v['reached']} | {fmt_stat(v['steps_to_target'], 1)} | "
+                f"{fmt_stat(v['speedup_steps_vs_same_lr'], 2)} | {fmt_stat(v['speedup_wall_vs_same_lr'], 2)} | "
+                f"{fmt_stat(v['speedup_steps_vs_tuned'], 2)} | {fmt_stat(v['speedup_wall_vs_tuned'], 2)} | "
+                f"{fmt_stat(v['validation_seconds'], 1)} | "
+                f"{fmt_stat(last['lr_scale'], 2) if last else '—'} |")
         lines += ["", "LR selection: " + w["selection"]["criterion"] + ": " + ", ".join(
             f"x{c['lr_multiplier']:g} {fmt_stat(c['selection_score'])}" for c in w["selection"]["candidates"]), ""]
     corr = result["straightness_correlation"]
@@ -403,7 +367,7 @@ def plot_map(result: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     for i, (name, w) in enumerate(worlds.items()):
         ax = fig.add_subplot(1, len(worlds), i + 1)
-        for method, mark in (("OPD", "o-"), ("EffOPD", "s-")):
+        for method, mark in (("OPD", "o-"), ("EffOPD", "s-"), ("WindowLR", "^-")):
             pts = [(c["lr"], c[method]["steps_to_target"]) for c in w["cells"]
                    if c[method]["steps_to_target"]["mean"] is not None]
             if not pts:
@@ -416,7 +380,7 @@ def plot_map(result: dict, path: Path) -> None:
         ax.axvline(w["selected_lr"], color="k", linestyle="--", linewidth=1, label="tuned OPD LR")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{name} (target {w['target']['value']:.3f})")
+        ax.set_title(f"{name} (mean target over builds {w['target']['value']:.3f})", fontsize=10)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("steps to target")
         ax.grid(alpha=0.3, which="both")

@@ -18,7 +18,8 @@ def selection_score(run: RunRecord) -> float:
 
 
 def effopd_diagnostics(runs: list[RunRecord]) -> list[dict]:
-    """Per trigger step, over seeds: acceptance, mean accepted multiplier, direction cosine, |Delta|/|theta|."""
+    """Per trigger step, over seeds: acceptance, mean accepted multiplier, direction cosine, |Delta|/|theta|
+    (and the LR scale after the trigger, for a method that steers the LR)."""
     by_step: dict[int, list[dict]] = {}
     for run in runs:
         path = run.path / "effopd.jsonl"
@@ -31,9 +32,11 @@ def effopd_diagnostics(runs: list[RunRecord]) -> list[dict]:
         row = {"step": step, "n": len(recs)}
         if "accepted_multiplier" in recs[0]:
             mults = [r["accepted_multiplier"] for r in recs]
-            row["accepted_frac"] = sum(m > 0 for m in mults) / len(mults)
+            row["accepted_frac"] = sum(m != 0 for m in mults) / len(mults)  # WindowLR may accept a step back
             row["accepted_multiplier"] = mean_ci(mults)
             row["validation_seconds"] = mean_ci([r["seconds"] for r in recs])
+        if "lr_scale" in recs[0]:  # methods that steer the LR (WindowLR): the LR after this trigger / trainer.lr
+            row["lr_scale"] = mean_ci([r["lr_scale"] for r in recs])
         cos = [r["cos_prev_window"] for r in recs if r.get("cos_prev_window") is not None]
         row["cos_prev_window"] = mean_ci(cos)
         row["delta_rel"] = mean_ci([r["delta_rel"] for r in recs])

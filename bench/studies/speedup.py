@@ -174,6 +174,7 @@ def build_speedup_table(
     ci_method: str = "t",
     paper: dict | None = None,
     extra: dict | None = None,
+    target_per_build: bool = False,
 ) -> dict:
     """Build the speedup table's dict: one row per method, stats as {"mean", "ci95", "n"} over seeds.
 
@@ -186,6 +187,11 @@ def build_speedup_table(
     builds then seeds (their stats add "n_builds"), and each row gets "between_builds" (per
     statistic: per-build means, their range and sd). Whenever a build other than 0 is present, the table and each
     row list their "builds", each per-seed entry its "build", and the target's definition names them.
+
+    ``target_per_build``: each build gets its own target, target_fraction x the mean final accuracy of the
+    reference's runs *on that build*, and every run is timed against its build's target (the target's "value"
+    is then the mean of the per-build targets, "per_build" lists them). Use it when builds differ in how far
+    the reference gets: one pooled target is out of reach for a weak build and trivial for a strong one.
     """
     if ci_method not in CALLER_CI_METHODS:
         raise ValueError(f"unknown ci_method {ci_method!r}; use one of {list(CALLER_CI_METHODS)} (several world "
@@ -207,7 +213,17 @@ def build_speedup_table(
     if any(v is None for v in ref_finals):
         raise ValueError(f"some {reference} runs never report {metric!r}")
     target = target_fraction * float(np.mean(ref_finals))
-    cross = {(m, k): _crossing(r, metric, target) for m, rs in by_method.items() for k, r in rs.items()}
+    build_targets = {b: target for b in builds}
+    if target_per_build:
+        ref_by_build: dict[int, list[float]] = defaultdict(list)
+        for (b, _), r in by_method[reference].items():
+            ref_by_build[b].append(finals[(reference, (b, r.seed))])
+        missing = [b for b in builds if b not in ref_by_build]
+        if missing:
+            raise ValueError(f"target_per_build: the reference {reference!r} has no run on world build(s) {missing}")
+        build_targets = {b: target_fraction * float(np.mean(v)) for b, v in sorted(ref_by_build.items())}
+        target = float(np.mean(list(build_targets.values())))
+    cross = {(m, k): _crossing(r, metric, build_targets[k[0]]) for m, rs in by_method.items() for k, r in rs.items()}
 
     def by_build(values, keys) -> dict[int, list]:
         groups: dict[int, list] = defaultdict(list)
@@ -271,14 +287,19 @@ def build_speedup_table(
     pct = f"{target_fraction * 100:g}%"
     ref_seeds = sorted({s for _, s in by_method[reference]})
     on_builds = f" on world builds {sorted({b for b, _ in by_method[reference]})}" if labelled else ""
+    if target_per_build:
+        definition = (f"per world build, {pct} of the mean final {metric} of {reference}'s runs on that build "
+                      f"(final = mean of the last {final_window} evals of each run): "
+                      + ", ".join(f"build {b} {t:.4f}" for b, t in build_targets.items()) + f" (mean {target:.4f})")
+    else:
+        definition = (f"{pct} of the mean final {metric} of {reference} over seeds {ref_seeds}{on_builds} "
+                      f"(final = mean of the last {final_window} evals of each run): {target:.4f}")
     table = {
         "target": {
-            "definition": (
-                f"{pct} of the mean final {metric} of {reference} over seeds {ref_seeds}{on_builds} "
-                f"(final = mean of the last {final_window} evals of each run): {target:.4f}"
-            ),
+            "definition": definition,
             "value": target,
             "metric": metric,
+            **({"per_build": {str(b): t for b, t in build_targets.items()}} if target_per_build else {}),
         },
         "reference": reference,
         "seeds": sorted({r.seed for r in runs}),

@@ -127,7 +127,7 @@ def build_engine(cfg, rollout_model, student, tokenizer) -> RolloutEngine:
 
 
 def build_extrapolation(cfg, student, engine, world, teacher=None, rollout_model=None,
-                        optimizer=None) -> ExtrapolationHook | DirectionProbe | None:
+                        optimizer=None, scheduler=None) -> ExtrapolationHook | DirectionProbe | None:
     """The hook that runs after every optimizer step: with ``effopd.enabled`` the registered extrapolation method
     ``effopd.method`` (bench/extrapolation/registry.py; default EffOPD), scored by the validation signal
     ``effopd.val_signal`` when it validates; otherwise the direction probe (``effopd.probe_when_disabled``) or
@@ -142,7 +142,7 @@ def build_extrapolation(cfg, student, engine, world, teacher=None, rollout_model
             scorer = EffOPDValidation(cfg, engine, world, model=full, teacher=lend)
         return method.build(ExtrapolationContext(cfg=cfg, model=student, scorer=scorer,
                                                  on_weights_changed=engine.sync_weights, seed=cfg.trainer.seed,
-                                                 optimizer=optimizer))
+                                                 optimizer=optimizer, scheduler=scheduler))
     if cfg.effopd.probe_when_disabled:
         return DirectionProbe(student, cfg.effopd.schedule)
     return None
@@ -182,11 +182,12 @@ def setup(cfg) -> Run:
     source = teacher_trajectories_for_run(cfg, world) if cfg.algorithm.rollout_source == "teacher" else engine
     optimizer = torch.optim.AdamW(student.parameters(), lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
                                   weight_decay=tcfg.weight_decay)
+    scheduler = make_scheduler(cfg, optimizer)
     return Run(cfg=cfg, out=out, is_main=distributed.is_main(), world=world, student=student, teacher=teacher,
                reference=reference, rollout_model=rollout_model, engine=engine, source=source, sampling=sampling,
-               optimizer=optimizer, scheduler=make_scheduler(cfg, optimizer),
+               optimizer=optimizer, scheduler=scheduler,
                stream=PromptStream(world.train, cfg.data.shuffle_seed),
-               effopd=build_extrapolation(cfg, student, engine, world, teacher, rollout_model, optimizer),
+               effopd=build_extrapolation(cfg, student, engine, world, teacher, rollout_model, optimizer, scheduler),
                stages=active_batch_stages(cfg),
                snapshot_steps=set(parse_snapshot_steps(tcfg.snapshot_steps, tcfg.total_steps)),
                straightness=build_straightness(cfg, student))

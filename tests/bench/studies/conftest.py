@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from bench.studies import framework, report
+from bench.studies import framework, regime_map, report
 
 MACHINE = {"platform": "test", "processor": "synthetic", "cpus": 2, "torch": "0", "python": "3", "parallel_runs": 2}
 
@@ -20,3 +20,11 @@ def frozen(monkeypatch):
     monkeypatch.setattr(report, "machine", lambda n: {**MACHINE, "parallel_runs": n})
     monkeypatch.setattr(report, "git_commit", lambda: "0123456789ab")
     monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style": None)
+
+
+@pytest.fixture
+def no_builds(monkeypatch, frozen):
+    """``frozen``, and the regime map's builds of worlds >= 1 recorded instead of built: [(world, n_builds)]."""
+    built = []
+    monkeypatch.setattr(regime_map, "build_world_builds", lambda ctx, world, n: built.append((world, n)))
+    return built

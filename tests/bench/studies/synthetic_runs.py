@@ -18,10 +18,12 @@ from pathlib import Path
 
 STEPS = 30
 EVAL_EVERY = 2
-RATE = {"opd": 0.10, "effopd": 0.18, "grpo": 0.05, "dapo": 0.06, "sft": 0.12}
+RATE = {"opd": 0.10, "effopd": 0.18, "grpo": 0.05, "dapo": 0.06, "sft": 0.12, "window_lr": 0.2}
 BUILD_SHIFT = 0.01  # world.build=b raises a run's final accuracy by b * BUILD_SHIFT (a build effect)
 STRAIGHT_AT_DEFAULT = 0.8  # chord/arc of an OPD/EffOPD run at LR 2e-5 (straightness_block)
-BEST_LR = {"opd": 6e-5, "effopd": 2e-5, "grpo": 2e-3, "dapo": 2e-4, "sft": 6e-5}  # where the final peaks
+BEST_LR = {"opd": 6e-5, "effopd": 2e-5, "grpo": 2e-3, "dapo": 2e-4, "sft": 6e-5,  # where the final peaks
+           "window_lr": 2e-5}
+EXTRAPOLATING = ("effopd", "window_lr")  # experiments whose runs pay validation and log trigger records
 
 
 def parse(overrides: list[str]) -> dict[str, str]:
@@ -44,9 +46,12 @@ def fake_train(run_dir: Path, overrides: list[str]) -> None:
     final = min(0.97, 0.9 - 0.12 * lr_pen + (0.05 if world == "style" else -0.1) + rng.uniform(-0.03, 0.03))
     final = min(0.97, final + BUILD_SHIFT * build)  # build 0: as before builds existed
     rate = RATE[exp] * (lr / 2e-5) ** 0.3 * rng.uniform(0.8, 1.2)
-    sec = {"opd": 2.0, "effopd": 2.0, "grpo": 1.5, "dapo": 1.7, "sft": 0.5}[exp] * rng.uniform(0.95, 1.05)
+    sec = {"opd": 2.0, "effopd": 2.0, "grpo": 1.5, "dapo": 1.7, "sft": 0.5, "window_lr": 2.0}[exp] * rng.uniform(0.95,
+                                                                                                                1.05)
     triggers = [2 ** i for i in range(steps.bit_length()) if 2 ** i <= steps] if exp in ("opd", "effopd") else []
-    val_s = {s: round(rng.uniform(0.5, 1.5), 4) for s in triggers} if exp == "effopd" else {}
+    if exp == "window_lr":
+        triggers = list(range(4, steps + 1, 4))  # WindowLR's preset schedule every:4
+    val_s = {s: round(rng.uniform(0.5, 1.5), 4) for s in triggers} if exp in EXTRAPOLATING else {}
     evals, metrics, trig = [], [], []
     for step in range(steps + 1):
         if step:
@@ -67,6 +72,9 @@ def fake_train(run_dir: Path, overrides: list[str]) -> None:
                "delta_rel": round(rng.uniform(1e-4, 1e-3), 6)}
         if exp == "effopd":
             rec.update(accepted_multiplier=rng.choice([0, 2, 4]), seconds=val_s[step], tokens=50)
+        if exp == "window_lr":
+            rec.update(accepted_multiplier=rng.choice([-0.5, 0, 1, 2]), seconds=val_s[step], tokens=50,
+                       lr_scale=rng.choice([0.5, 1.0, 2.0, 3.0]))
         trig.append(rec)
     run_dir.mkdir(parents=True, exist_ok=True)
     _dump(run_dir / "evals.jsonl", evals)
@@ -74,12 +82,12 @@ def fake_train(run_dir: Path, overrides: list[str]) -> None:
     if trig:
         _dump(run_dir / "effopd.jsonl", trig)
     summary = {"method": o["method"], "seed": seed, "lr": lr, "world": world, "algorithm": exp,
-               "effopd": exp == "effopd", "status": "complete", "selection_prompts": 100 if selection else 0,
+               "effopd": exp in EXTRAPOLATING, "status": "complete", "selection_prompts": 100 if selection else 0,
                "total_steps": steps, "train_seconds": evals[-1]["train_seconds"],
                "validation_seconds": round(sum(val_s.values()), 4), "final": {"test/greedy": evals[-1]["test/greedy"]}}
     if build:
         summary["world_build"] = build
-    if exp in ("opd", "effopd"):
+    if exp in ("opd", *EXTRAPOLATING):
         summary["straightness"] = straightness_block(exp, world, lr, seed, triggers)
     (run_dir / "summary.json").write_text(json.dumps(summary))
 

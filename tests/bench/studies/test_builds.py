@@ -171,6 +171,29 @@ def test_speedups_pair_by_build_and_seed(tmp_path):
     assert "on world builds [0, 1]" in table["target"]["definition"]
 
 
+def test_per_build_targets_time_each_run_against_its_own_build(tmp_path):
+    """Build 0's OPD ends at 0.6, build 1's at 1.0: a pooled target (0.95 x 0.8 = 0.76) is out of build 0's reach;
+    per-build targets (0.57 and 0.95) time each run against its own build's reference."""
+    for seed in (0, 1):
+        write_build_run(tmp_path, "OPD", seed, 0, 20, final=0.6)
+        write_build_run(tmp_path, "OPD", seed, 1, 10, final=1.0)
+        write_build_run(tmp_path, "EffOPD", seed, 0, 10, final=0.6)
+        write_build_run(tmp_path, "EffOPD", seed, 1, 5, final=1.0)
+    pooled = build_speedup_table(load_runs(tmp_path))
+    assert pooled["target"]["value"] == pytest.approx(0.76) and rows(pooled)["EffOPD"]["reached_target"] == "2/4"
+    table = build_speedup_table(load_runs(tmp_path), target_per_build=True)
+    assert table["target"]["per_build"] == {"0": pytest.approx(0.57), "1": pytest.approx(0.95)}
+    assert table["target"]["value"] == pytest.approx(0.76)
+    assert "build 0 0.5700, build 1 0.9500" in table["target"]["definition"]
+    eff = rows(table)["EffOPD"]
+    assert eff["reached_target"] == "4/4" and eff["pairs_excluded"] == 0
+    assert [p["steps_to_target"] for p in eff["per_seed"]] == [10, 10, 5, 5]
+    assert eff["speedup_steps"]["mean"] == pytest.approx(2.0)
+    write_build_run(tmp_path, "EffOPD", 0, 2, 5)  # a build the reference never ran on has no target
+    with pytest.raises(ValueError, match=r"no run on world build\(s\) \[2\]"):
+        build_speedup_table(load_runs(tmp_path), target_per_build=True)
+
+
 def test_duplicate_build_and_seed_is_refused(tmp_path):
     write_build_run(tmp_path / "a", "OPD", 0, 1, 30)
     write_build_run(tmp_path / "b", "OPD", 0, 1, 30)

@@ -18,13 +18,6 @@ from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train
 MULTS = "0.5,1,3"
 
 
-@pytest.fixture
-def no_builds(monkeypatch, frozen):
-    built = []
-    monkeypatch.setattr(regime_map, "build_world_builds", lambda ctx, world, n: built.append((world, n)))
-    return built
-
-
 def run_map(tmp: Path, *extra: str) -> tuple[dict, SyntheticLauncher, Path]:
     launcher = SyntheticLauncher()
     out = tmp / "out"
@@ -41,7 +34,7 @@ def overrides(job) -> dict[str, str]:
 def test_grid_cells_seeds_builds_horizons(tmp_path):
     jobs = regime_map.grid(tmp_path, ["flip", "scratch"], [0.25, 1, 10], seeds=3, default_seeds=5, n_builds=3,
                            selection_seeds=2, max_steps=300)
-    assert len(jobs) == 2 * 2 * (3 + 5 + 3)
+    assert len(jobs) == 2 * 3 * (3 + 5 + 3)  # worlds x methods (OPD, EffOPD, WindowLR) x seeds
     j = overrides(jobs[("flip", 0.25, "OPD", 2)])
     assert j["world"] == "flip" and float(j["trainer.lr"]) == pytest.approx(5e-6)
     assert j["trainer.total_steps"] == "200" and j["world.build"] == "2" and j["data.selection_prompts"] == "0"
@@ -70,7 +63,7 @@ def test_bad_options_fail_naming_the_key(key, value, needle):
 def test_map_end_to_end_on_synthetic_runs(tmp_path, no_builds):
     result, launcher, out = run_map(tmp_path, "--worlds", "flip,style")
     assert no_builds == [("flip", 2), ("style", 2)]
-    assert len(launcher.launched) == 2 * 2 * (3 + 4 + 3)
+    assert len(launcher.launched) == 2 * 3 * (3 + 4 + 3)  # worlds x methods x seeds over the cells
     assert set(result["worlds"]) == {"flip", "style"}
     for name, w in result["worlds"].items():
         # Target selection: the best mean validation score up to the base horizon over OPD seeds 0, 1.
@@ -84,10 +77,14 @@ def test_map_end_to_end_on_synthetic_runs(tmp_path, no_builds):
         best = max(scores, key=scores.get)
         assert w["selected_multiplier"] == best
         tuned = load_runs(runs_dir / f"lr{regime_map.lr_tag(2e-5 * best)}" / "OPD")
-        finals = [np.mean([e["test/greedy"] for e in r.evals][-3:]) for r in tuned]
-        assert w["target"]["value"] == pytest.approx(0.95 * np.mean(finals))
+        finals: dict[int, list] = {}  # per build: a target each (builds differ in how far OPD gets)
+        for r in tuned:
+            finals.setdefault(r.build, []).append(np.mean([e["test/greedy"] for e in r.evals][-3:]))
+        per_build = {str(b): 0.95 * np.mean(v) for b, v in sorted(finals.items())}
+        assert w["target"]["per_build"] == pytest.approx(per_build) and len(per_build) == 2
+        assert w["target"]["value"] == pytest.approx(np.mean(list(per_build.values())))
         for c in w["cells"]:
-            assert c["target"] == w["target"]["value"]  # one target for every LR of the world
+            assert c["target_per_build"] == w["target"]["per_build"]  # the same targets for every LR of the world
             assert c["seeds"] == list(range(4 if c["lr_multiplier"] == 1 else 3))
             assert c["builds"] == {str(s): b for s, b in builds_for(c["seeds"], 2).items()}
             assert c["total_steps"] == {0.5: 80, 1: 50, 3: 50}[c["lr_multiplier"]]  # 100 capped at 80
@@ -120,11 +117,11 @@ def test_map_end_to_end_on_synthetic_runs(tmp_path, no_builds):
 
 def check_cell(c: dict, cell_dir: Path) -> None:
     """The cell's numbers recomputed from its run folders: steps to target, reached n/N, the paired speedups."""
-    target = c["target"]
+    target = {int(b): t for b, t in c["target_per_build"].items()}  # each run against its build's target
     steps = {}
-    for method in ("OPD", "EffOPD"):
+    for method in regime_map.METHODS:
         runs = {r.seed: r for r in load_runs(cell_dir / method)}
-        steps[method] = {s: next((e["step"] for e in r.evals if e["test/greedy"] >= target), None)
+        steps[method] = {s: next((e["step"] for e in r.evals if e["test/greedy"] >= target[r.build]), None)
                          for s, r in runs.items()}
         hit = [v for v in steps[method].values() if v is not None]
         assert c[method]["reached"] == f"{len(hit)}/{len(runs)}"
@@ -138,31 +135,36 @@ def check_cell(c: dict, cell_dir: Path) -> None:
                 per_build.setdefault(c["builds"][str(s)], []).append(v)
         assert c[method]["steps_to_target"]["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_build.values()]))
         assert c[method]["validation_seconds"]["n"] == len(runs)
-    pairs = [steps["OPD"][s] / steps["EffOPD"][s] for s in steps["OPD"]
-             if steps["OPD"][s] and steps["EffOPD"][s]]
-    sp = c["EffOPD"]["speedup_steps_vs_same_lr"]
-    assert sp["pairs_excluded"] == len(steps["EffOPD"]) - len(pairs)
-    if pairs:
-        assert sp["method"] == "per (build, seed) pair" and sp["n"] == len(pairs)
-        if len({c["builds"][str(s)] for s in steps["OPD"] if steps["OPD"][s] and steps["EffOPD"][s]}) == 1:
-            assert sp["mean"] == pytest.approx(np.mean(pairs))
-    else:  # no seed where both reach: the ratio of the means, no CI
-        opd, eff = ([v for v in steps[m].values() if v] for m in ("OPD", "EffOPD"))
-        assert sp["method"] == "ratio of means" and sp["ci95"] is None
-        assert sp["mean"] == (pytest.approx(np.mean(opd) / np.mean(eff)) if opd and eff else None)
-    assert c["EffOPD"]["validation_seconds"]["mean"] > 0 and c["OPD"]["validation_seconds"]["mean"] == 0
-    trig = c["EffOPD"]["triggers"]
-    assert [t["step"] for t in trig] == [2 ** i for i in range(c["total_steps"].bit_length())
-                                         if 2 ** i <= c["total_steps"]]
-    assert all(0 <= t["accepted_frac"] <= 1 and t["n"] == len(steps["EffOPD"]) for t in trig)
+    for method in regime_map.EXTRAPOLATED:
+        pairs = [steps["OPD"][s] / steps[method][s] for s in steps["OPD"] if steps["OPD"][s] and steps[method][s]]
+        sp = c[method]["speedup_steps_vs_same_lr"]
+        assert sp["pairs_excluded"] == len(steps[method]) - len(pairs)
+        if pairs:
+            assert sp["method"] == "per (build, seed) pair" and sp["n"] == len(pairs)
+            if len({c["builds"][str(s)] for s in steps["OPD"] if steps["OPD"][s] and steps[method][s]}) == 1:
+                assert sp["mean"] == pytest.approx(np.mean(pairs))
+        else:  # no seed where both reach: the ratio of the means, no CI
+            opd, eff = ([v for v in steps[m].values() if v] for m in ("OPD", method))
+            assert sp["method"] == "ratio of means" and sp["ci95"] is None
+            assert sp["mean"] == (pytest.approx(np.mean(opd) / np.mean(eff)) if opd and eff else None)
+        assert c[method]["validation_seconds"]["mean"] > 0
+        assert all(0 <= t["accepted_frac"] <= 1 and t["n"] == len(steps[method]) for t in c[method]["triggers"])
+    assert c["OPD"]["validation_seconds"]["mean"] == 0
+    assert [t["step"] for t in c["EffOPD"]["triggers"]] == [2 ** i for i in range(c["total_steps"].bit_length())
+                                                            if 2 ** i <= c["total_steps"]]
+    trig = c["WindowLR"]["triggers"]  # every 4 steps, with the LR scale it steered to
+    assert [t["step"] for t in trig] == list(range(4, c["total_steps"] + 1, 4))
+    assert all(t["lr_scale"]["mean"] > 0 for t in trig) and "lr_scale" not in c["EffOPD"]["triggers"][0]
     assert c["OPD"]["straightness"]["n_runs"] == len(steps["OPD"])
     assert c["OPD"]["straightness"]["chord_arc"]["mean"] is not None
 
 
 def check_vs_tuned(c: dict, w: dict, tuned: list) -> None:
     """Speedups over the tuned-LR OPD pair each run with the tuned run of the same (build, seed)."""
-    tuned_steps = {r.seed: next((e["step"] for e in r.evals if e["test/greedy"] >= c["target"]), None) for r in tuned}
-    for method in ("OPD", "EffOPD"):
+    target = {int(b): t for b, t in c["target_per_build"].items()}
+    tuned_steps = {r.seed: next((e["step"] for e in r.evals if e["test/greedy"] >= target[r.build]), None)
+                   for r in tuned}
+    for method in regime_map.METHODS:
         mine = {p["seed"]: p["steps_to_target"] for p in c[method]["per_seed"]}
         pairs = {s: tuned_steps[s] / v for s, v in mine.items() if v and tuned_steps.get(s)}
         assert c[method]["pairs_excluded_vs_tuned"] == len(mine) - len(pairs)
@@ -174,15 +176,20 @@ def check_vs_tuned(c: dict, w: dict, tuned: list) -> None:
 def test_worlds_flip_runs_one_world_only(tmp_path, no_builds):
     result, launcher, _ = run_map(tmp_path, "--worlds", "flip")
     assert list(result["worlds"]) == ["flip"] and no_builds == [("flip", 2)]
-    assert all("/flip/" in str(p) for p in launcher.launched) and len(launcher.launched) == 2 * (3 + 4 + 3)
+    assert all("/flip/" in str(p) for p in launcher.launched) and len(launcher.launched) == 3 * (3 + 4 + 3)
     assert not (tmp_path / "runs" / "style").exists()
 
 
-def cell(world, m, same, same_ci, tuned=1.0):
+def cell(world, m, same, same_ci, tuned=1.0, window=(1.0, 1.0, 1.0)):
+    """A cell as headline() reads it: EffOPD's speedups, and WindowLR's (wall vs same LR, steps vs tuned)."""
     stat = {"mean": same, "ci95": same_ci, "n": 3}
+    w_wall, e_wall, w_tuned = window
     return {"world": world, "lr_multiplier": m, "lr": 2e-5 * m,
             "EffOPD": {"speedup_steps_vs_same_lr": stat, "speedup_steps_vs_tuned": {"mean": tuned, "ci95": None},
-                       "speedup_wall_vs_tuned": {"mean": tuned * 0.9, "ci95": None}}}
+                       "speedup_wall_vs_tuned": {"mean": tuned * 0.9, "ci95": None},
+                       "speedup_wall_vs_same_lr": {"mean": e_wall, "ci95": None}},
+            "WindowLR": {"speedup_wall_vs_same_lr": {"mean": w_wall, "ci95": None},
+                         "speedup_steps_vs_tuned": {"mean": w_tuned, "ci95": None}}}
 
 
 def test_headline_names_the_cells_that_pay_or_says_nowhere():
@@ -195,6 +202,16 @@ def test_headline_names_the_cells_that_pay_or_says_nowhere():
     worlds["flip"]["cells"][0]["EffOPD"]["speedup_steps_vs_same_lr"]["ci95"] = [1.9, 6.0]
     text = regime_map.headline(worlds)
     assert "nowhere on the map" in text and "its best cell: flip at 5e-06 (x0.25)" in text
+
+
+def test_window_lr_headline_checks_both_goals():
+    worlds = {"style": {"cells": [cell("style", 1, 1.2, None, window=(1.8, 1.1, 0.95)),
+                                  cell("style", 3, 1.0, None, window=(1.0, 1.0, 0.85))]},
+              "flip": {"cells": [cell("flip", 1, 1.0, None, window=(1.0, 1.0, None))]}}
+    text = regime_map.window_lr_headline(worlds)
+    assert "WindowLR's net wall-clock speedup over OPD is 1.80x against EffOPD's 1.10x" in text
+    assert "style: WindowLR within 10% of the tuned-LR OPD's steps (or better) at 1/2 LRs (x1 0.95x, x3 0.85x)" in text
+    assert "flip: WindowLR within 10% of the tuned-LR OPD's steps (or better) at 0/1 LRs (x1 not reached)" in text
 
 
 def test_fake_train_defaults_are_unchanged(tmp_path):

@@ -91,6 +91,33 @@ def test_resume_is_bit_exact(micro_cfg, tmp_path):
 
 
 @pytest.mark.slow
+def test_window_lr_steers_the_lr_and_resumes_bit_exact(micro_cfg, tmp_path):
+    """WindowLR (our extrapolation method) on the micro world, triggering every step: the LR it steers is the LR
+    the next steps use, and N steps == N/2 + resume + N/2 (its LR lives in the checkpointed scheduler)."""
+    over = ["experiment=window_lr", "effopd.schedule=every:1"]
+    straight = tmp_path / "straight"
+    summary = train(micro_cfg(over, out=straight))
+    triggers, metrics = read_jsonl(straight / "effopd.jsonl"), read_jsonl(straight / "metrics.jsonl")
+    assert [t["step"] for t in triggers] == [1, 2, 3, 4] and summary["validation_seconds"] > 0
+    assert any(t["lr_factor"] != 1.0 for t in triggers[:3]), "no LR change to test: pick another micro seed"
+    lr0 = metrics[0]["lr"] / triggers[0]["lr_scale"]  # the step-1 record logs the LR after its trigger
+    for t, m in zip(triggers, metrics, strict=True):
+        assert t["lr_factor"] == pytest.approx(1.0 + t["accepted_multiplier"] if t["accepted_multiplier"] > 0 else
+                                               (0.5 if t["accepted_multiplier"] < 0 else 1.0))
+        assert m["lr"] == pytest.approx(lr0 * t["lr_scale"])
+    split = tmp_path / "split"
+    train(micro_cfg([*over, "trainer.total_steps=2"], out=split))
+    train(micro_cfg([*over, "trainer.resume=auto"], out=split))
+    a, b = _final_weights(straight), _final_weights(split)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith(("time/", "test/avg@")) and k not in
+                           ("train_seconds", "seconds", "eval_seconds")} for r in rows]
+    for name in ("metrics", "effopd"):
+        assert strip(read_jsonl(straight / f"{name}.jsonl")) == strip(read_jsonl(split / f"{name}.jsonl")), name
+
+
+@pytest.mark.slow
 def test_self_distillation_has_zero_advantage_and_leaves_weights(micro_cfg, micro_cache, tmp_path):
     cfg = micro_cfg(["experiment=opd", "trainer.total_steps=2", "effopd.probe_when_disabled=false"])
     # Teacher = student: same recipe for both roles.

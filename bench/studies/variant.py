@@ -1,0 +1,202 @@
+"""Our extrapolation method against its goals (``make reproduce-variant``, issue 14 point 6).
+
+    python -m bench.reproduce variant [--map-json results/regime_map.json] [--map-runs-dir runs/map]
+
+WindowLR (bench/extrapolation/window_lr.py) runs on every cell of the regime map beside OPD and EffOPD; this
+study reads the map's result and checks its two goals:
+
+(a) at the default LR on ``style``, WindowLR's net wall-clock speedup over OPD (validation included) is at least
+    1.5x EffOPD's;
+(b) at every LR of the map, WindowLR's steps to the target are within 10% of the tuned-LR OPD's (a speedup over
+    the tuned-LR OPD of at least 1/1.1), with no LR sweep of its own.
+
+It also runs ablations at style's default LR, on the map's seeds and builds of that cell, to say which part of
+WindowLR does the work (``ABLATIONS``: no LR feedback; the official accuracy signal instead of the teacher
+log-likelihood; EffOPD's power-of-two windows with the teacher log-likelihood), each against the map's own
+OPD runs of that cell and its tuned-LR OPD with the map's target. Outputs: results/variant.{md,json}; runs
+``<runs-dir>/style/<label>/seed<S>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.studies import map_grid
+from bench.studies.framework import StudyContext, option, register_study
+from bench.studies.jobs import builds_for, train_job
+from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.run_metrics import effopd_diagnostics
+from bench.studies.speedup import RunRecord, build_speedup_table
+from core.io import atomic_write_json, atomic_write_text
+from core.paths import RESULTS_DIR
+
+GOAL_WALL_VS_EFFOPD = 1.5  # goal (a): WindowLR's net wall speedup / EffOPD's, style at the default LR
+GOAL_STEPS_VS_TUNED = 1.1  # goal (b): WindowLR's steps within this factor of the tuned-LR OPD's at every LR
+ABLATION_WORLD = "style"
+# label -> (what it tests, experiment preset, overrides): each removes or swaps one part of WindowLR.
+ABLATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "WindowLR-noLR": ("WindowLR's line search without the LR feedback (the LR stays at trainer.lr)", "window_lr",
+                      ("effopd.lr_min_factor=1.0", "effopd.lr_max_factor=1.0")),
+    "WindowLR-accuracy": ("WindowLR scored by the official signal (accuracy of 50 x 1 sampled)", "window_lr",
+                          ("effopd.val_signal=accuracy",)),
+    "EffOPD-teacher_loglik": ("EffOPD's power-of-two windows and 2k multiples, scored by the teacher log-likelihood",
+                              "effopd", ("effopd=teacher_loglik",)),
+}
+
+
+def load_map(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"--map-json={path} does not exist: run the regime map first (make reproduce-map, "
+                                "or STUDY_ARGS='--worlds style' for style alone)")
+    result = json.loads(path.read_text())
+    if not all("WindowLR" in c for w in result["worlds"].values() for c in w["cells"]):
+        raise ValueError(f"--map-json={path} has no WindowLR cells: it was written before WindowLR joined the map; "
+                         "run make reproduce-map again")
+    return result
+
+
+def goals(map_result: dict) -> dict:
+    """Both goals from the map's cells: the numbers and whether each holds (None: not measurable from the map)."""
+    out: dict = {"a": None, "b": {}}
+    style = map_result["worlds"].get("style")
+    cell = next((c for c in style["cells"] if c["lr_multiplier"] == 1), None) if style else None
+    if cell is not None:
+        w, e = cell["WindowLR"]["speedup_wall_vs_same_lr"], cell["EffOPD"]["speedup_wall_vs_same_lr"]
+        ratio = w["mean"] / e["mean"] if w["mean"] and e["mean"] else None
+        met = ratio is not None and ratio >= GOAL_WALL_VS_EFFOPD
+        out["a"] = {"window_lr_wall_speedup": w, "effopd_wall_speedup": e, "ratio": ratio,
+                    "goal": f"ratio >= {GOAL_WALL_VS_EFFOPD}", "met": met}
+    for name, world in map_result["worlds"].items():
+        rows = []
+        for c in world["cells"]:
+            sp = c["WindowLR"]["speedup_steps_vs_tuned"]
+            rows.append({"lr_multiplier": c["lr_multiplier"], "lr": c["lr"], "speedup_steps_vs_tuned": sp,
+                         "window_lr_steps": c["WindowLR"]["steps_to_target"], "reached": c["WindowLR"]["reached"],
+                         "opd_steps": c["OPD"]["steps_to_target"], "effopd_steps": c["EffOPD"]["steps_to_target"],
+                         "effopd_speedup_steps_vs_tuned": c["EffOPD"]["speedup_steps_vs_tuned"],
+                         "opd_speedup_steps_vs_tuned": c["OPD"]["speedup_steps_vs_tuned"],
+                         "met": sp["mean"] is not None and sp["mean"] >= 1 / GOAL_STEPS_VS_TUNED})
+        out["b"][name] = {"selected_multiplier": world["selected_multiplier"], "cells": rows,
+                          "met": all(r["met"] for r in rows)}
+    return out
+
+
+def ablation_jobs(runs_dir: Path, map_result: dict) -> dict:
+    """(label, seed) -> job at style's default LR on the map's seeds and builds of that cell."""
+    seeds = list(range(map_result["seeds_at_default"]))
+    builds = builds_for(seeds, map_result["builds"])
+    lr = map_grid.WORLDS[ABLATION_WORLD].default_lr
+    steps = map_grid.horizon(map_grid.WORLDS[ABLATION_WORLD], 1, map_result["max_steps"])
+    return {(label, s): train_job(runs_dir / ABLATION_WORLD, label, preset, s, lr, world=ABLATION_WORLD,
+                                  build=builds[s], extra=(f"trainer.total_steps={steps}", *extra))
+            for label, (_, preset, extra) in ABLATIONS.items() for s in seeds}
+
+
+def map_runs(map_runs_dir: Path, map_result: dict, multiplier: float, method: str) -> list[RunRecord]:
+    """The map's runs of one style cell and method (their folders as the map names them)."""
+    jobs = map_grid.grid(map_runs_dir, [ABLATION_WORLD], [multiplier], map_result["seeds_per_cell"],
+                           map_result["seeds_at_default"], map_result["builds"], 1, map_result["max_steps"])
+    return [map_grid.load_as(j, method) for (_, _, meth, _), j in sorted(jobs.items()) if meth == method]
+
+
+def ablation_result(map_runs_dir: Path, map_result: dict, jobs: dict) -> dict:
+    """Every ablation arm and the map's OPD, EffOPD and WindowLR at style's default LR, against the tuned-LR OPD
+    (the map's target) and OPD at the same LR."""
+    selected = map_result["worlds"][ABLATION_WORLD]["selected_multiplier"]
+    runs = [r for m in ("OPD", "EffOPD", "WindowLR") for r in map_runs(map_runs_dir, map_result, 1, m)]
+    runs += [map_grid.load_as(j, label) for (label, _), j in jobs.items()]
+    tuned = [RunRecord(**{**r.__dict__, "method": map_grid.TUNED})
+             for r in map_runs(map_runs_dir, map_result, selected, "OPD")]
+    table = build_speedup_table(runs + tuned, reference=map_grid.TUNED, target_fraction=map_grid.TARGET_FRACTION,
+                                target_per_build=True)
+    rows = {r["method"]: r for r in table["rows"]}
+    arms = {}
+    for label in ("EffOPD", "WindowLR", *ABLATIONS):
+        row = rows[label]
+        arms[label] = {
+            "description": ABLATIONS[label][0] if label in ABLATIONS else f"the map's {label} runs",
+            "reached": row["reached_target"], "steps_to_target": row["steps_to_target"],
+            "validation_seconds": row["validation_overhead_seconds"],
+            "speedup_steps_vs_same_lr": map_grid.paired_speedup(rows["OPD"], row, "steps_to_target"),
+            "speedup_wall_vs_same_lr": map_grid.paired_speedup(rows["OPD"], row, "wall_seconds_to_target"),
+            "speedup_steps_vs_tuned": row["speedup_steps"], "speedup_wall_vs_tuned": row["speedup_wall"],
+            "triggers": len(effopd_diagnostics([r for r in runs if r.method == label])),
+        }
+    return {"world": ABLATION_WORLD, "lr_multiplier": 1, "target": table["target"],
+            "opd_steps": rows["OPD"]["steps_to_target"], "arms": arms}
+
+
+@register_study("variant", after=("map",), help="WindowLR (ours) against its goals, with ablations -> "
+                "results/variant.*", options=(
+    option("--map-json", default=str(RESULTS_DIR / "regime_map.json"), help="the regime map's result"),
+    option("--map-runs-dir", default="runs/map", help="the regime map's run folders"),
+    option("--runs-dir", default="runs/variant"),
+    option("--out", default=str(RESULTS_DIR)),
+))
+def reproduce_variant(ctx: StudyContext) -> dict:
+    args = ctx.args
+    map_result = load_map(Path(args.map_json))
+    if ABLATION_WORLD not in map_result["worlds"]:
+        raise ValueError(f"--map-json={args.map_json} has no {ABLATION_WORLD} world; the ablations compare with its "
+                         "cells: run the map with --worlds including style")
+    ctx.build_world(ABLATION_WORLD)
+    jobs = ablation_jobs(Path(args.runs_dir), map_result)
+    ctx.run(list(jobs.values()))
+    result = {
+        "title": "WindowLR, our extrapolation method, against its goals",
+        "method": "bench/extrapolation/window_lr.py (experiment=window_lr): every 4 steps a line search along the "
+                  "last 4-step window (m = 1, 2, 4, 8 while the teacher log-likelihood improves; m = -1/2 if m = 1 "
+                  "fails), the accepted m multiplying the LR by (1 + m) within 0.1-30x trainer.lr",
+        "goals": goals(map_result), "ablations": ablation_result(Path(args.map_runs_dir), map_result, jobs),
+        "map_commit": map_result.get("git_commit"), "machine": ctx.machine(), "git_commit": ctx.git_commit(),
+        "total_wall_seconds": ctx.seconds(), **ctx.stale_record(),
+    }
+    out = Path(args.out)
+    atomic_write_json(out / "variant.json", result)
+    atomic_write_text(out / "variant.md", render(result))
+    print(render(result))
+    return result
+
+
+def _yes(met: bool | None) -> str:
+    return "not measured" if met is None else ("met" if met else "NOT met")
+
+
+def render(result: dict) -> str:
+    g = result["goals"]
+    lines = [f"# {result['title']}", "", f"Method: {result['method']}.", "", "## Goal (a): net wall-clock at "
+             f"style's default LR, >= {GOAL_WALL_VS_EFFOPD}x EffOPD's speedup", ""]
+    if g["a"] is None:
+        lines.append("Not measurable: the map has no style cell at the default LR.")
+    else:
+        a = g["a"]
+        ratio = f"{a['ratio']:.2f}" if a["ratio"] is not None else "—"
+        lines.append(f"WindowLR {fmt_stat(a['window_lr_wall_speedup'], 2, 'x')} vs EffOPD "
+                     f"{fmt_stat(a['effopd_wall_speedup'], 2, 'x')} over OPD (net wall-clock to target, per "
+                     f"(build, seed) pair): ratio {ratio}: **{_yes(a['met'])}**.")
+    lines += ["", f"## Goal (b): within {GOAL_STEPS_VS_TUNED - 1:.0%} of the tuned-LR OPD's steps at every LR", ""]
+    for name, w in g["b"].items():
+        lines += [f"### {name} (tuned OPD at x{w['selected_multiplier']:g}): **{_yes(w['met'])}**", "",
+                  *md_header(["LR", "WindowLR reached", "WindowLR steps", "OPD steps", "EffOPD steps",
+                              "WindowLR vs tuned (steps)", "EffOPD vs tuned", "OPD vs tuned", "within 10%"])]
+        for r in w["cells"]:
+            lines.append(f"| {r['lr']:.1e} (x{r['lr_multiplier']:g}) | {r['reached']} | "
+                         f"{fmt_stat(r['window_lr_steps'], 1)} | {fmt_stat(r['opd_steps'], 1)} | "
+                         f"{fmt_stat(r['effopd_steps'], 1)} | {fmt_stat(r['speedup_steps_vs_tuned'], 2)} | "
+                         f"{fmt_stat(r['effopd_speedup_steps_vs_tuned'], 2)} | "
+                         f"{fmt_stat(r['opd_speedup_steps_vs_tuned'], 2)} | {'yes' if r['met'] else 'no'} |")
+        lines.append("")
+    ab = result["ablations"]
+    lines += [f"## Ablations: which part does the work ({ab['world']}, default LR)", "",
+              f"Target: {ab['target']['definition']}. OPD at this LR: {fmt_stat(ab['opd_steps'], 1)} steps. "
+              "Speedups per (build, seed) pair; wall-clock net of validation.", "",
+              *md_header(["arm", "what", "reached", "steps", "vs OPD (steps)", "vs OPD (wall, net)",
+                          "vs tuned OPD (steps)", "validation s"])]
+    for label, a in ab["arms"].items():
+        lines.append(f"| {label} | {a['description']} | {a['reached']} | {fmt_stat(a['steps_to_target'], 1)} | "
+                     f"{fmt_stat(a['speedup_steps_vs_same_lr'], 2)} | {fmt_stat(a['speedup_wall_vs_same_lr'], 2)} | "
+                     f"{fmt_stat(a['speedup_steps_vs_tuned'], 2)} | {fmt_stat(a['validation_seconds'], 1)} |")
+    lines += ["", f"The map's numbers: its commit {result['map_commit']}. " + machine_line(result, total="total"),
+              *stale_note(result)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""The variant study (bench/studies/variant.py) on synthetic run folders: its goals read from the regime map's
+result, its ablation runs on the map's seeds and builds of style's default cell, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.studies import cli, variant
+from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train_ext
+from tests.bench.studies.test_regime_map import run_map
+
+
+def run_variant(tmp: Path) -> tuple[dict, SyntheticLauncher]:
+    launcher = SyntheticLauncher(train=fake_train_ext)
+    cli.main(["variant", "--map-json", str(tmp / "out" / "regime_map.json"), "--map-runs-dir", str(tmp / "runs"),
+              "--runs-dir", str(tmp / "variant_runs"), "--out", str(tmp / "out"), "--workers", "1"],
+             launcher=launcher)
+    return json.loads((tmp / "out" / "variant.json").read_text()), launcher
+
+
+def test_goals_and_ablations_from_the_map(tmp_path, no_builds):
+    mapped, _, _ = run_map(tmp_path, "--worlds", "flip,style")
+    result, launcher = run_variant(tmp_path)
+    # The ablation arms: one run per seed of style's default cell (4 seeds over 2 builds), in runs/variant/style.
+    assert len(launcher.launched) == len(variant.ABLATIONS) * 4
+    assert all("/style/" in str(p) for p in launcher.launched)
+    # Goal (a) is the ratio of the map's two wall-clock speedups at style x1.
+    cell = next(c for c in mapped["worlds"]["style"]["cells"] if c["lr_multiplier"] == 1)
+    a = result["goals"]["a"]
+    w, e = cell["WindowLR"]["speedup_wall_vs_same_lr"]["mean"], cell["EffOPD"]["speedup_wall_vs_same_lr"]["mean"]
+    assert a["ratio"] == pytest.approx(w / e) and a["met"] == (w / e >= 1.5)
+    # Goal (b): per world, every cell's WindowLR speedup over the tuned OPD against 1/1.1.
+    for name, world in mapped["worlds"].items():
+        b = result["goals"]["b"][name]
+        expected = [c["WindowLR"]["speedup_steps_vs_tuned"]["mean"] for c in world["cells"]]
+        assert [r["speedup_steps_vs_tuned"]["mean"] for r in b["cells"]] == expected
+        assert b["met"] == all(v is not None and v >= 1 / 1.1 for v in expected)
+    # The ablation table re-reads the map's own runs: its WindowLR and EffOPD arms agree with the map's cell.
+    ab = result["ablations"]
+    assert ab["target"]["value"] == pytest.approx(cell["target"])
+    for method in ("EffOPD", "WindowLR"):
+        assert ab["arms"][method]["steps_to_target"] == cell[method]["steps_to_target"]
+        assert ab["arms"][method]["speedup_steps_vs_same_lr"] == cell[method]["speedup_steps_vs_same_lr"]
+    assert set(ab["arms"]) == {"EffOPD", "WindowLR", *variant.ABLATIONS}
+    md = (tmp_path / "out" / "variant.md").read_text()
+    assert "## Goal (a)" in md and "### flip" in md and "WindowLR-noLR" in md
+    # Resumable: a second pass trains nothing.
+    again, launcher2 = run_variant(tmp_path)
+    assert launcher2.launched == [] and again["goals"] == result["goals"]
+
+
+def test_needs_the_map_and_its_window_lr_cells(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--map-json=.*make reproduce-map"):
+        variant.load_map(tmp_path / "missing.json")
+    old = {"worlds": {"style": {"cells": [{"OPD": {}, "EffOPD": {}}]}}}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="no WindowLR cells"):
+        variant.load_map(tmp_path / "old.json")
