@@ -132,28 +132,31 @@ class EffOPD:
         next_seed = (lambda k: eval_seed) if self.cfg.val_common_random_numbers else (lambda k: eval_seed + k)
         backup = {n: p.detach().clone() for n, p in self._shards().items()}
         delta = {n: backup[n] - self.anchor[n] for n in self.params}
-        base = best = self._score(next_seed(0))
-        accepted, current, candidates = 0.0, 0.0, []
+        base = self._score(next_seed(0))
+        search = _Search(self, backup, delta, next_seed, base)
         try:
-            for k in range(1, self.cfg.max_tries + 1):
-                m = multiplier(k, self.cfg.multipliers)
-                self._set(backup, delta, m)
-                current = m
-                score = self._score(next_seed(k))
-                candidates.append({"multiplier": m, "score": score})
-                if not self._better(score, best):
-                    break
-                best, accepted = score, m
+            self._search(search)
         finally:  # also when a scorer fails: never leave the model at an unaccepted candidate
-            if current != accepted:
-                self._set(backup, delta, accepted)  # back to the last accepted point (theta itself if none)
-        record = {"step": step, "base_score": base, "candidates": candidates, "accepted_multiplier": accepted,
-                  "best_score": best, **self._direction_stats(delta)}
+            if search.current != search.accepted:
+                self._set(backup, delta, search.accepted)  # back to the last accepted point (theta itself if none)
+        record = {"step": step, "base_score": base, "candidates": search.candidates,
+                  "accepted_multiplier": search.accepted, "best_score": search.best,
+                  **self._after_search(search.accepted), **self._direction_stats(delta)}
         self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
         seconds = time.perf_counter() - t0
         self.total_seconds += seconds
         record.update(seconds=round(seconds, 4), tokens=self._tokens_this_trigger)
         return record
+
+    def _search(self, search: _Search) -> None:
+        """The candidates of one trigger: theta + m_k * Delta for k = 1..max_tries while the score improves."""
+        for k in range(1, self.cfg.max_tries + 1):
+            if not search.try_multiplier(multiplier(k, self.cfg.multipliers), k):
+                break
+
+    def _after_search(self, accepted: float) -> dict:
+        """What a method does after a trigger's search (the model is at the accepted point); extra record fields."""
+        return {}
 
     def _direction_stats(self, delta: dict) -> dict:
         out = direction_stats(delta, self.anchor, self.prev_delta if self.cfg.log_direction else None,
@@ -161,6 +164,25 @@ class EffOPD:
         if self.cfg.log_direction:
             self.prev_delta = delta
         return out
+
+
+class _Search:
+    """One trigger's search state: the best score so far, the accepted and current multiples, the candidates."""
+
+    def __init__(self, hook: EffOPD, backup: dict, delta: dict, next_seed: Callable[[int], int], base: float):
+        self.hook, self.backup, self.delta, self.next_seed = hook, backup, delta, next_seed
+        self.best, self.accepted, self.current, self.candidates = base, 0.0, 0.0, []
+
+    def try_multiplier(self, m: float, k: int) -> bool:
+        """Move to theta + m * Delta, score it (seed ``next_seed(k)``) and accept it when it beats the best so far."""
+        self.hook._set(self.backup, self.delta, m)
+        self.current = m
+        score = self.hook._score(self.next_seed(k))
+        self.candidates.append({"multiplier": m, "score": score})
+        if not self.hook._better(score, self.best):
+            return False
+        self.best, self.accepted = score, m
+        return True
 
 
 def _as_params(shards: dict | None, params: dict) -> dict | None:

@@ -22,11 +22,7 @@ Adam's moments are left alone, as EffOPD leaves them.
 
 from __future__ import annotations
 
-import time
-
-import torch
-
-from bench.extrapolation.effopd import EffOPD, check_effopd, is_trigger_step
+from bench.extrapolation.effopd import EffOPD, check_effopd
 from bench.extrapolation.registry import ExtrapolationContext, register_extrapolation
 
 BACKTRACK = -0.5  # the step back tried when the first forward candidate fails
@@ -84,47 +80,17 @@ class WindowLR(EffOPD):
             self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
         return applied
 
-    @torch.no_grad()
-    def after_step(self, step: int) -> dict | None:
-        if not is_trigger_step(step, self.cfg.schedule):
-            return None
-        t0 = time.perf_counter()
-        self._tokens_this_trigger = 0
-        eval_seed = self.seed * 1_000_003 + step * 7919
-        next_seed = (lambda k: eval_seed) if self.cfg.val_common_random_numbers else (lambda k: eval_seed + k)
-        backup = {n: p.detach().clone() for n, p in self._shards().items()}
-        delta = {n: backup[n] - self.anchor[n] for n in self.params}
-        base = best = self._score(next_seed(0))
-        accepted, current, candidates = 0.0, 0.0, []
-        try:
-            forward = forward_multipliers(self.cfg.max_tries)
-            for k, m in enumerate(forward, start=1):
-                self._set(backup, delta, m)
-                current = m
-                score = self._score(next_seed(k))
-                candidates.append({"multiplier": m, "score": score})
-                if not self._better(score, best):
-                    break
-                best, accepted = score, m
-            if accepted == 0.0:  # even one more window's worth was worse: try half a window back
-                self._set(backup, delta, BACKTRACK)
-                current = BACKTRACK
-                score = self._score(next_seed(len(forward) + 1))
-                candidates.append({"multiplier": BACKTRACK, "score": score})
-                if self._better(score, best):
-                    best, accepted = score, BACKTRACK
-        finally:  # also when a scorer fails: never leave the model at an unaccepted candidate
-            if current != accepted:
-                self._set(backup, delta, accepted)
+    def _search(self, search) -> None:
+        forward = forward_multipliers(self.cfg.max_tries)
+        for k, m in enumerate(forward, start=1):
+            if not search.try_multiplier(m, k):
+                break
+        if search.accepted == 0.0:  # even one more window's worth was worse: try half a window back
+            search.try_multiplier(BACKTRACK, len(forward) + 1)
+
+    def _after_search(self, accepted: float) -> dict:
         applied = self._scale_lr(lr_factor(accepted)) if accepted != 0.0 else 1.0
-        record = {"step": step, "base_score": base, "candidates": candidates, "accepted_multiplier": accepted,
-                  "best_score": best, "lr_factor": applied, "lr_scale": self.lr_scale,
-                  **self._direction_stats(delta)}
-        self.anchor = {n: p.detach().clone() for n, p in self._shards().items()}
-        seconds = time.perf_counter() - t0
-        self.total_seconds += seconds
-        record.update(seconds=round(seconds, 4), tokens=self._tokens_this_trigger)
-        return record
+        return {"lr_factor": applied, "lr_scale": self.lr_scale}
 
 
 @register_extrapolation("window_lr", check=check_window_lr)

@@ -32,19 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.map_grid import (  # noqa: F401  (lr_tag, grid, load_as: the map's names for its tests)
+from bench.studies.map_grid import (
     EVAL_EVERY,
     EXTRAPOLATED,
     METHODS,
     TARGET_FRACTION,
     TUNED,
     WORLDS,
-    WorldSpec,
     cell_seeds,
     grid,
     horizon,
     load_as,
-    lr_tag,
     paired_speedup,
 )
 from bench.studies.report import fmt_stat, machine_line, md_header, stale_note

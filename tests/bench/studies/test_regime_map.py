@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.studies import cli, regime_map
+from bench.studies import cli, map_grid, regime_map
 from bench.studies.jobs import builds_for
 from bench.studies.run_metrics import selection_score
 from bench.studies.speedup import load_runs
@@ -46,7 +46,7 @@ def test_grid_cells_seeds_builds_horizons(tmp_path):
     assert overrides(jobs[("flip", 10, "OPD", 0)])["trainer.total_steps"] == "50"  # above x1: the base horizon
     assert overrides(jobs[("scratch", 0.25, "OPD", 0)])["trainer.total_steps"] == "300"  # 400 capped
     assert {s for (w, m, meth, s) in jobs if (w, m, meth) == ("scratch", 1, "EffOPD")} == set(range(5))
-    assert regime_map.horizon(regime_map.WorldSpec(2e-5, 50), 0.3, 1000) == 168  # 166.7 -> next eval step
+    assert map_grid.horizon(map_grid.WorldSpec(2e-5, 50), 0.3, 1000) == 168  # 166.7 -> next eval step
 
 
 @pytest.mark.parametrize("key,value,needle", [
@@ -70,13 +70,13 @@ def test_map_end_to_end_on_synthetic_runs(tmp_path, no_builds):
         runs_dir = tmp_path / "runs" / name
         scores = {}
         for m in (0.5, 1, 3):
-            runs = [r for r in load_runs(runs_dir / f"lr{regime_map.lr_tag(2e-5 * m)}" / "OPD") if r.seed < 2]
+            runs = [r for r in load_runs(runs_dir / f"lr{map_grid.lr_tag(2e-5 * m)}" / "OPD") if r.seed < 2]
             scores[m] = np.mean([selection_score(type(r)(**{**r.__dict__, "evals": [e for e in r.evals
                                                                                     if e["step"] <= 50]}))
                                  for r in runs])
         best = max(scores, key=scores.get)
         assert w["selected_multiplier"] == best
-        tuned = load_runs(runs_dir / f"lr{regime_map.lr_tag(2e-5 * best)}" / "OPD")
+        tuned = load_runs(runs_dir / f"lr{map_grid.lr_tag(2e-5 * best)}" / "OPD")
         finals: dict[int, list] = {}  # per build: a target each (builds differ in how far OPD gets)
         for r in tuned:
             finals.setdefault(r.build, []).append(np.mean([e["test/greedy"] for e in r.evals][-3:]))
@@ -88,7 +88,7 @@ def test_map_end_to_end_on_synthetic_runs(tmp_path, no_builds):
             assert c["seeds"] == list(range(4 if c["lr_multiplier"] == 1 else 3))
             assert c["builds"] == {str(s): b for s, b in builds_for(c["seeds"], 2).items()}
             assert c["total_steps"] == {0.5: 80, 1: 50, 3: 50}[c["lr_multiplier"]]  # 100 capped at 80
-            check_cell(c, runs_dir / f"lr{regime_map.lr_tag(c['lr'])}")
+            check_cell(c, runs_dir / f"lr{map_grid.lr_tag(c['lr'])}")
             check_vs_tuned(c, w, tuned)
     corr = result["straightness_correlation"]
     for key, v in corr["measures"].items():
@@ -119,7 +119,7 @@ def check_cell(c: dict, cell_dir: Path) -> None:
     """The cell's numbers recomputed from its run folders: steps to target, reached n/N, the paired speedups."""
     target = {int(b): t for b, t in c["target_per_build"].items()}  # each run against its build's target
     steps = {}
-    for method in regime_map.METHODS:
+    for method in map_grid.METHODS:
         runs = {r.seed: r for r in load_runs(cell_dir / method)}
         steps[method] = {s: next((e["step"] for e in r.evals if e["test/greedy"] >= target[r.build]), None)
                          for s, r in runs.items()}
@@ -135,7 +135,7 @@ def check_cell(c: dict, cell_dir: Path) -> None:
                 per_build.setdefault(c["builds"][str(s)], []).append(v)
         assert c[method]["steps_to_target"]["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_build.values()]))
         assert c[method]["validation_seconds"]["n"] == len(runs)
-    for method in regime_map.EXTRAPOLATED:
+    for method in map_grid.EXTRAPOLATED:
         pairs = [steps["OPD"][s] / steps[method][s] for s in steps["OPD"] if steps["OPD"][s] and steps[method][s]]
         sp = c[method]["speedup_steps_vs_same_lr"]
         assert sp["pairs_excluded"] == len(steps[method]) - len(pairs)
@@ -164,7 +164,7 @@ def check_vs_tuned(c: dict, w: dict, tuned: list) -> None:
     target = {int(b): t for b, t in c["target_per_build"].items()}
     tuned_steps = {r.seed: next((e["step"] for e in r.evals if e["test/greedy"] >= target[r.build]), None)
                    for r in tuned}
-    for method in regime_map.METHODS:
+    for method in map_grid.METHODS:
         mine = {p["seed"]: p["steps_to_target"] for p in c[method]["per_seed"]}
         pairs = {s: tuned_steps[s] / v for s, v in mine.items() if v and tuned_steps.get(s)}
         assert c[method]["pairs_excluded_vs_tuned"] == len(mine) - len(pairs)
