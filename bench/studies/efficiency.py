@@ -1,7 +1,7 @@
 """The efficiency table (``make reproduce-efficiency``): OPD, EffOPD, GRPO, DAPO and SFT on the default tiny
 world, each at its own learning rate chosen on validation data, against an OPD-derived target.
 
-    python -m bench.reproduce efficiency [--seeds 5] [--sweep-seeds 2] [--table2-runs-dir runs/table2]
+    python -m bench.reproduce efficiency [--seeds 5] [--sweep-seeds 2] [--builds 3] [--table2-runs-dir runs/table2]
 
 Grid (``experiments/sweeps/efficiency.yaml``, read when the study runs): every method sweeps the same LRs
 (2e-5, 6e-5, 2e-4, i.e. x1, x3, x10 the OPD default) on the first ``sweep_seeds`` seeds; while a method's best
@@ -9,7 +9,8 @@ learning rate is the largest tried, the grid grows by the next step (6e-4, then 
 back by where the grid stops. The criterion is ``bench.studies.run_metrics.selection_score`` (mean greedy
 accuracy on the validation selection prompts over the run). Winners are then run on every seed. Target: 95%
 of the final accuracy of OPD at *its* selected learning rate; speedups are per seed pair relative to that OPD
-row. Runs identical to table 2's are reused from its run folder (``jobs.existing_job``).
+row, per world build when the seeds span several (``--builds``: seed s in build s % builds, as in table 2).
+Runs identical to table 2's (same build included) are reused from its run folder (``jobs.existing_job``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.jobs import Job, existing_job, lr_tag, sweep_label, train_job
+from bench.studies.jobs import Job, builds_for, existing_job, lr_tag, sweep_label, train_job
 from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import effopd_diagnostics, grow_lr_sweep, step_time_split
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs, write_speedup_table
@@ -48,35 +49,40 @@ def load_sweep(path: Path = SWEEP_FILE) -> dict:
 
 
 def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path, experiment: str | None = None,
-                      needs_selection: bool = False) -> Path | None:
-    """The folder of table 2's identical run (its OPD sweep arms, its EffOPD runs at the default LR), if finished
-    and, when ``needs_selection``, scoring the selection prompts."""
-    job = table2_job(method, lr, seed, table2_dir, experiment or method.lower(), needs_selection)
+                      needs_selection: bool = False, build: int = 0) -> Path | None:
+    """The folder of table 2's identical run (its OPD sweep arms, its EffOPD runs at the default LR) in world
+    build ``build``, if finished and, when ``needs_selection``, scoring the selection prompts."""
+    job = table2_job(method, lr, seed, table2_dir, experiment or method.lower(), needs_selection, build)
     return job.run_dir if job else None
 
 
 def table2_job(method: str, lr: float, seed: int, table2_dir: Path, experiment: str,
-               needs_selection: bool) -> Job | None:
+               needs_selection: bool, build: int = 0) -> Job | None:
     if method not in ("OPD", "EffOPD"):
         return None
-    return existing_job(table2_dir, sweep_label(method, lr), experiment, seed, lr, needs_selection=needs_selection)
+    return existing_job(table2_dir, sweep_label(method, lr), experiment, seed, lr, needs_selection=needs_selection,
+                        build=build)
 
 
 def method_job(spec: dict, runs_dir: Path, table2_dir: Path, method: str, lr: float, seed: int,
-               selection: bool) -> Job:
-    """A method's run at ``lr``: table 2's identical run when there is one, else ``<runs_dir>/<method>/...``."""
+               selection: bool, build: int = 0) -> Job:
+    """A method's run at ``lr`` in world build ``build``: table 2's identical run when there is one, else
+    ``<runs_dir>/<method>/...``."""
     experiment = spec["methods"][method]
-    reused = table2_job(method, lr, seed, table2_dir, experiment, needs_selection=selection)
+    reused = table2_job(method, lr, seed, table2_dir, experiment, needs_selection=selection, build=build)
     if reused is not None:
         return reused
-    return train_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", experiment, seed, lr, selection=selection)
+    return train_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", experiment, seed, lr, selection=selection,
+                     build=build)
 
 
 def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, methods: list[str],
-          sweep_seeds: list[int]) -> dict:
+          sweep_seeds: list[int], build: dict[int, int] | None = None) -> dict:
     """Per method: the learning rates tried, their selection scores and the winner."""
+    build = build or {s: 0 for s in sweep_seeds}
     return grow_lr_sweep(ctx, methods, list(spec["grid"]), spec["extensions"], sweep_seeds,
-                         lambda m, lr, s: method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True))
+                         lambda m, lr, s: method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True,
+                                                     build=build[s]))
 
 
 @register_study("efficiency", after=("table2",),
@@ -84,6 +90,8 @@ def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, metho
     option("--seeds", type=int, default=None, help="seeds per method (default: the sweep file's)"),
     option("--sweep-seeds", type=int, default=None, help="seeds per LR-sweep arm (default: the sweep file's)"),
     option("--sweep-file", default=str(SWEEP_FILE), help="methods, LR grid and seeds"),
+    option("--builds", type=int, default=3,
+           help="style-world builds the seeds are spread over (seed s -> s %% builds), as in table 2"),
     option("--runs-dir", default="runs/efficiency"),
     option("--table2-runs-dir", default="runs/table2", help="identical runs are reused from here"),
     option("--out", default=str(RESULTS_DIR)),
@@ -92,13 +100,15 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     args = ctx.args
     spec = load_sweep(Path(args.sweep_file))
     runs_dir, table2_dir = Path(args.runs_dir), Path(args.table2_runs_dir)
-    ctx.build_world("style")
     seeds = list(range(args.seeds or spec["seeds"]))
+    build = builds_for(seeds, args.builds)
+    per_build = len(set(build.values())) > 1
+    ctx.build_world("style", args.builds)
     sweep_seeds = seeds[: args.sweep_seeds or spec["sweep_seeds"]]
     methods = list(spec["methods"])
-    chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds)
+    chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds, build)
     final_jobs = {m: [method_job(spec, runs_dir, table2_dir, m, chosen[m]["selected_lr"], s,
-                                 selection=s in sweep_seeds) for s in seeds] for m in methods}
+                                 selection=s in sweep_seeds, build=build[s]) for s in seeds] for m in methods}
     ctx.run([j for js in zip(*final_jobs.values()) for j in js])
 
     labels = {m: f"{m} (LR {lr_tag(chosen[m]['selected_lr'])})" for m in methods}
@@ -110,6 +120,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     extra = {
         "title": "Efficiency (tiny world): OPD vs EffOPD vs RL vs SFT, each at its validation-selected LR",
         "machine": ctx.machine(), "git_commit": ctx.git_commit(), "world": "style",
+        **({"seed_builds": {str(s): b for s, b in build.items()}} if per_build else {}),
         "lr_selection": {"grid": spec["grid"], "extensions": spec["extensions"],
                          "criterion": "mean greedy accuracy on the validation selection prompts over all evals "
                                       "of a run (bench.studies.run_metrics.selection_score)",
@@ -123,7 +134,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
         **ctx.stale_record(),
     }
     table = build_speedup_table(table_runs, reference=labels[spec["reference"]], target_fraction=TARGET_FRACTION,
-                                extra=extra)
+                                target_per_build=per_build, extra=extra)
     table["total_wall_seconds"] = ctx.seconds()
     out = Path(args.out)
     write_speedup_table(table, out, table_runs, stem="efficiency")

@@ -66,11 +66,13 @@ class StudyContext:
         """Run the unfinished jobs (finished ones are checked against their fingerprints first)."""
         run_jobs(jobs, self.launcher, stale=self.stale, reused=self.stale_reused)
 
-    def build_world(self, world: str = "style") -> None:
-        """Build (or find cached) the tiny world's models before its runs start."""
+    def build_world(self, world: str = "style", n_builds: int = 1) -> None:
+        """Build (or find cached) builds 0..n_builds-1 of the tiny world before the runs start: here, once, rather
+        than in the first run of each build, where parallel workers would race to train the same models."""
         from bench.world.tiny.build import build_world
 
-        build_world([f"world={world}"], parallel=self.workers)
+        for b in range(n_builds):
+            build_world([f"world={world}"] + ([f"world.build={b}"] if b else []), parallel=self.workers)
 
     def machine(self) -> dict:
         return report.machine(self.workers)

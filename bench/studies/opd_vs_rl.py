@@ -145,7 +145,7 @@ def world_result(runs: list[RunRecord], selected: dict[str, float], selection: d
                 options=(
     option("--seeds", type=int, default=3),
     option("--sweep-seeds", type=int, default=2, help="seeds per LR-sweep arm used for selection"),
-    option("--builds", type=int, default=3, help="world builds the seeds are spread over (seed s -> s % builds)"),
+    option("--builds", type=int, default=3, help="world builds the seeds are spread over (seed s -> s %% builds)"),
     option("--worlds", default=",".join(DEFAULT_WORLDS), help="e.g. flip,scratch,style"),
     option("--lr-multipliers", default="1,3,10", help="the LR grid, in multiples of the default 2e-5"),
     option("--lr-extensions", default="30,100", help="added one at a time while the best LR is the largest tried"),
@@ -173,7 +173,7 @@ def reproduce_opd_vs_rl(ctx: StudyContext) -> dict:
     runs_dir = Path(args.runs_dir)
     result_worlds = {}
     for world in worlds:
-        ctx.build_world(world)
+        ctx.build_world(world, args.builds)
         chosen = select_lrs(ctx, runs_dir, world, grid, extensions, sweep_seeds, build)
         final = {m: [method_job(runs_dir, world, m, chosen[m]["selected_lr"], s, build[s], selection=s in sweep_seeds)
                      for s in seeds] for m in METHODS}

@@ -78,16 +78,6 @@ def parse_options(args) -> tuple[list[str], list[float]]:
     return worlds, sorted(mults)
 
 
-def build_world_builds(ctx: StudyContext, world: str, n_builds: int) -> None:
-    """Build (or find cached) every build of ``world`` the map uses, before its runs start."""
-    ctx.build_world(world)
-    if n_builds > 1:
-        from bench.world.tiny.build import build_world
-
-        for b in range(1, n_builds):
-            build_world([f"world={world}", f"world.build={b}"], parallel=ctx.workers)
-
-
 def select_lr(opd: dict[float, list[RunRecord]], selection_seeds: int, budget: int) -> tuple[float, list[dict]]:
     """The multiplier whose OPD selection-seed runs score best on the validation prompts up to step ``budget``."""
     cands = []
@@ -251,7 +241,7 @@ def reproduce_map(ctx: StudyContext) -> dict:
     worlds, mults = parse_options(args)
     runs_dir = Path(args.runs_dir)
     for world in worlds:
-        build_world_builds(ctx, world, args.builds)
+        ctx.build_world(world, args.builds)
     jobs = grid(runs_dir, worlds, mults, args.seeds, args.default_seeds, args.builds, args.selection_seeds,
                 args.max_steps)
     ctx.run(sorted(jobs.values(), key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir))))

@@ -1,11 +1,15 @@
 """Table 2 (``make reproduce-table2``): OPD vs EffOPD on the default tiny world, plus OPD at a tuned LR.
 
-    python -m bench.reproduce table2 [--seeds 5] [--sweep-seeds 2] [--workers 2] [--runs-dir runs/table2]
+    python -m bench.reproduce table2 [--seeds 5] [--sweep-seeds 2] [--builds 3] [--workers 2] [--runs-dir runs/table2]
 
 Grid: OPD and EffOPD at the default learning rate (same seeds, same data order), plus an OPD learning-rate
 sweep (x1, x3, x10 the default) on the first ``--sweep-seeds`` seeds; its winner on *validation* data (mean
 greedy accuracy on the selection prompts over the run: fast and stable both count) is topped up to all seeds
-and becomes the "OPD, tuned LR" row. Target: 95% of OPD's mean final accuracy. Tables: results/table2.{md,
+and becomes the "OPD, tuned LR" row. Seeds are spread over ``--builds`` builds of the style world (seed s in
+build s % builds, ``builds_for``): a build is a random factor as much as a seed (on style, OPD ends at 0.78 on
+build 0 and 0.99 on build 1), so the CIs are over builds, then seeds (bench/studies/speedup.py). Target: 95% of
+OPD's mean final accuracy, per build when there are several (``--builds 1``: one pooled target, the table as
+it was before builds). Tables: results/table2.{md,
 csv,json} and table2_curves.png (bench/studies/speedup.py), with the sweep, other targets, EffOPD trigger
 diagnostics and seconds per step under the main table. Runs: ``runs/table2/<label>/seed<S>``, reused by the
 efficiency and regimes studies.
@@ -16,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.jobs import DEFAULT_LR, LR_MULTIPLIERS, Job, sweep_label, train_job
+from bench.studies.jobs import DEFAULT_LR, LR_MULTIPLIERS, Job, builds_for, sweep_label, train_job
 from bench.studies.paper import PAPER_SPEEDUP
 from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import effopd_diagnostics, selection_score, step_time_split
@@ -28,26 +32,32 @@ LR_SWEEP = LR_MULTIPLIERS  # multiples of the default learning rate for "OPD, tu
 REFERENCE, TARGET_FRACTION = "OPD", 0.95
 
 
-def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95)) -> list[dict]:
+def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95), per_build: bool = False) -> list[dict]:
     """The same speedups for lower targets: where on the learning curve does a method's advantage sit?"""
     out = []
     for f in fractions:
-        t = build_speedup_table(runs, reference=REFERENCE, target_fraction=f)
+        t = build_speedup_table(runs, reference=REFERENCE, target_fraction=f, target_per_build=per_build)
         out.append({"fraction": f, "target": t["target"]["value"], "rows": [
             {k: r[k] for k in ("method", "reached_target", "steps_to_target", "speedup_steps", "speedup_wall")}
             for r in t["rows"]]})
     return out
 
 
-def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int]) -> tuple[list[Job], dict[int, str]]:
-    """The first phase's jobs (OPD, EffOPD on all seeds; the sweep arms on the sweep seeds) and the arms' labels."""
-    jobs = [train_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
+def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int],
+         build: dict[int, int] | None = None) -> tuple[list[Job], dict[int, str]]:
+    """The first phase's jobs (OPD, EffOPD on all seeds; the sweep arms on the sweep seeds) and the arms' labels;
+    seed s runs in world build ``build[s]`` (all in build 0 when ``build`` is None)."""
+    build = build or {s: 0 for s in seeds}
+    jobs = [train_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s])
+            for s in seeds]
     # EffOPD's sweep-seed runs also score the selection prompts: the efficiency study selects its LR.
-    jobs += [train_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds) for s in seeds]
+    jobs += [train_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s])
+             for s in seeds]
     sweep_labels = {mult: sweep_label("OPD", DEFAULT_LR * mult) for mult in LR_SWEEP}
     for mult, label in sweep_labels.items():
         if mult != 1:
-            jobs += [train_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True) for s in sweep_seeds]
+            jobs += [train_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True, build=build[s])
+                     for s in sweep_seeds]
     # Interleave methods so that a partially finished sweep already holds comparable pairs.
     jobs.sort(key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir)))
     return jobs, sweep_labels
@@ -56,6 +66,8 @@ def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int]) -> tuple[list
 @register_study("table2", help="OPD vs EffOPD (+ OPD at a validation-tuned LR) -> results/table2.*", options=(
     option("--seeds", type=int, default=5),
     option("--sweep-seeds", type=int, default=2, help="seeds per LR-sweep arm used for selection"),
+    option("--builds", type=int, default=3,
+           help="style-world builds the seeds are spread over (seed s -> s %% builds); 1: build 0 only"),
     option("--runs-dir", default="runs/table2"),
     option("--out", default=str(RESULTS_DIR)),
     option("--prior-seconds", type=float, default=0.0,
@@ -64,12 +76,14 @@ def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int]) -> tuple[list
 def reproduce_table2(ctx: StudyContext) -> dict:
     args = ctx.args
     runs_dir = Path(args.runs_dir)
-    ctx.build_world("style")
     seeds = list(range(args.seeds))
+    build = builds_for(seeds, args.builds)
+    per_build = len(set(build.values())) > 1
+    ctx.build_world("style", args.builds)
     # The LR sweep is selected on the first `sweep_seeds` seeds of every arm (x1 included); only the winner
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
-    jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds)
+    jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds, build)
     ctx.run(jobs)
 
     def runs_of(label: str, which: list[int]) -> list[RunRecord]:
@@ -81,7 +95,8 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         sweep.append({"lr_multiplier": mult, "lr": DEFAULT_LR * mult, "label": label, "seeds": sweep_seeds,
                       "selection_score": mean_ci(scores)})
     best = max(sweep, key=lambda s: s["selection_score"]["mean"])
-    ctx.run([train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds) for s in seeds])
+    ctx.run([train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds, build=build[s])
+             for s in seeds])
     by_label = {label: runs_of(label, seeds) for label in ("OPD", "EffOPD", best["label"])}
     tuned_label = f"OPD, tuned LR (x{best['lr_multiplier']})"
     table_runs = by_label["OPD"] + by_label["EffOPD"]
@@ -92,6 +107,7 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         "git_commit": ctx.git_commit(),
         "world": "style",
         "default_lr": DEFAULT_LR,
+        **({"seed_builds": {str(s): b for s, b in build.items()}} if per_build else {}),
         "lr_sweep": {"criterion": f"mean greedy accuracy on {by_label['OPD'][0].summary['selection_prompts']} "
                                   "validation prompts over all evaluations of a run (validation split, disjoint "
                                   "from test and from EffOPD's validation prompts)",
@@ -102,9 +118,9 @@ def reproduce_table2(ctx: StudyContext) -> dict:
                                 "EffOPD": step_time_split(by_label["EffOPD"])},
         **ctx.stale_record(),
     }
-    extra["target_sensitivity"] = target_sensitivity(table_runs)
+    extra["target_sensitivity"] = target_sensitivity(table_runs, per_build=per_build)
     table = build_speedup_table(table_runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, paper=PAPER_SPEEDUP,
-                                extra=extra)
+                                target_per_build=per_build, extra=extra)
     table["total_wall_seconds"] = ctx.seconds(args.prior_seconds)
     write_speedup_table(table, args.out, table_runs)
     append_markdown(Path(args.out) / "table2.md", notes(table))

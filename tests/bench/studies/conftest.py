@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from bench.studies import framework, regime_map, report
+from bench.studies import framework, report
 
 MACHINE = {"platform": "test", "processor": "synthetic", "cpus": 2, "torch": "0", "python": "3", "parallel_runs": 2}
 
@@ -19,12 +19,13 @@ def frozen(monkeypatch):
     monkeypatch.setattr(framework, "time", types.SimpleNamespace(time=lambda: 1000.0))
     monkeypatch.setattr(report, "machine", lambda n: {**MACHINE, "parallel_runs": n})
     monkeypatch.setattr(report, "git_commit", lambda: "0123456789ab")
-    monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style": None)
+    monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style", n_builds=1: None)
 
 
 @pytest.fixture
 def no_builds(monkeypatch, frozen):
-    """``frozen``, and the regime map's builds of worlds >= 1 recorded instead of built: [(world, n_builds)]."""
+    """``frozen``, and the studies' world builds recorded instead of built: [(world, n_builds)]."""
     built = []
-    monkeypatch.setattr(regime_map, "build_world_builds", lambda ctx, world, n: built.append((world, n)))
+    monkeypatch.setattr(framework.StudyContext, "build_world",
+                        lambda self, world="style", n_builds=1: built.append((world, n_builds)))
     return built

@@ -21,10 +21,11 @@ RENAMED = ("bench.studies.table2.selection_score", "bench.studies.run_metrics.se
 def run_all(tmp: Path, launcher: Launcher) -> dict[str, Path]:
     runs, outs = tmp / "runs", {s: tmp / "out" / s for s in ("table2", "efficiency", "regimes")}
     common = ["--workers", "2", "--table2-runs-dir", str(runs / "table2")]
-    cli.main(["table2", "--seeds", "3", "--sweep-seeds", "2", "--runs-dir", str(runs / "table2"),
+    # --builds 1: one world build, the setting the golden tables were made in (before builds existed).
+    cli.main(["table2", "--seeds", "3", "--sweep-seeds", "2", "--builds", "1", "--runs-dir", str(runs / "table2"),
               "--out", str(outs["table2"]), "--workers", "2"], launcher=launcher)
-    cli.main(["efficiency", "--seeds", "3", "--sweep-seeds", "2", "--runs-dir", str(runs / "efficiency"),
-              "--out", str(outs["efficiency"]), *common], launcher=launcher)
+    cli.main(["efficiency", "--seeds", "3", "--sweep-seeds", "2", "--builds", "1",
+              "--runs-dir", str(runs / "efficiency"), "--out", str(outs["efficiency"]), *common], launcher=launcher)
     cli.main(["regimes", "--seeds", "2", "--lrs", "2e-05,6e-05,0.0002", "--worlds", "style,scratch",
               "--runs-dir", str(runs / "regimes"), "--out", str(outs["regimes"]), *common], launcher=launcher)
     return outs

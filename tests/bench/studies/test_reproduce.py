@@ -48,3 +48,37 @@ def test_regimes_reuse_identical_table2_runs(tmp_path):
 def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
     assert "data.selection_prompts=0" not in train_job(tmp_path, "OPD", "opd", 0, DEFAULT_LR, selection=True).overrides
     assert "data.selection_prompts=0" in train_job(tmp_path, "EffOPD", "effopd", 0, DEFAULT_LR).overrides
+
+
+def test_table2_and_efficiency_spread_their_seeds_over_world_builds(tmp_path, frozen):
+    """--builds 3 (the default): seed s trains in build s % 3 in every arm, the target is per build, efficiency
+    reuses table 2's runs of the same build only, and the JSON says which seed ran where."""
+    import json
+
+    from bench.studies import cli
+    from tests.bench.studies.synthetic_runs import SyntheticLauncher
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    launcher = SyntheticLauncher()
+    cli.main(["table2", "--seeds", "4", "--runs-dir", str(runs / "table2"), "--out", str(out)], launcher=launcher)
+    for folder in launcher.launched:
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary.get("world_build", 0) == int(folder.name[4:]) % 3, folder
+    t2 = json.loads((out / "table2.json").read_text())
+    assert t2["seed_builds"] == {"0": 0, "1": 1, "2": 2, "3": 0}
+    per_build = t2["target"]["per_build"]
+    assert sorted(per_build) == ["0", "1", "2"] and len(set(per_build.values())) == 3  # builds end apart
+    assert t2["target"]["value"] == pytest.approx(sum(per_build.values()) / 3)
+    opd = next(r for r in t2["rows"] if r["method"] == "OPD")
+    assert "between_builds" in opd and "world builds" in t2["ci_method"]
+
+    eff = SyntheticLauncher()
+    cli.main(["efficiency", "--seeds", "4", "--runs-dir", str(runs / "efficiency"), "--out", str(out),
+              "--table2-runs-dir", str(runs / "table2")], launcher=eff)
+    assert not set(eff.launched) & set(launcher.launched)  # nothing trained twice
+    for folder in eff.launched:
+        assert json.loads((folder / "summary.json").read_text()).get("world_build", 0) == int(folder.name[4:]) % 3
+    e = json.loads((out / "efficiency.json").read_text())
+    assert e["seed_builds"] == t2["seed_builds"] and sorted(e["target"]["per_build"]) == ["0", "1", "2"]
+    # OPD's and EffOPD's default-LR sweep arms are table 2's runs (same build), not trained again
+    assert not [f for f in eff.launched if f.parent.name in ("OPD-lr2e-5", "EffOPD-lr2e-5")]
