@@ -163,3 +163,12 @@ def test_analysis_jobs_come_from_the_job_builder(tmp_path):
     assert jobs[1].overrides == ["experiment=grpo", "world=style", "trainer.seed=0", "trainer.lr=6e-05", "method=GRPO",
                                  "logging.wandb=disabled", "data.selection_prompts=0",
                                  "trainer.snapshot_steps=pow2+every:5"]
+
+
+@pytest.mark.parametrize("name", sorted(load_studies()))
+def test_every_study_prints_its_help(name, capsys):
+    """argparse %-formats help strings: a bare '%' in an option's help crashed `<study> --help` before."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([name, "--help"])
+    assert done.value.code == 0
+    assert "usage" in capsys.readouterr().out
