@@ -25,11 +25,10 @@ from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, lr_tag, sweep_label, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import grow_lr_sweep
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
-from core.io import atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 METHODS = {"OPD": "opd", "GRPO": "grpo"}  # label -> experiment preset
@@ -193,9 +192,7 @@ def reproduce_opd_vs_rl(ctx: StudyContext) -> dict:
         "total_wall_seconds": ctx.seconds(), **ctx.stale_record(),
     }
     out = Path(args.out)
-    atomic_write_json(out / "opd_vs_rl.json", result)
-    atomic_write_text(out / "opd_vs_rl.md", render(result))
-    print(render(result))
+    publish(out, "opd_vs_rl", result, render(result))
     return result
 
 

@@ -45,11 +45,11 @@ from bench.studies.map_grid import (
     load_as,
     paired_speedup,
 )
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import STRAIGHTNESS_SCALARS, effopd_diagnostics, selection_score, straightness
 from bench.studies.speedup import CI_METHODS, RunRecord, build_speedup_table
 from bench.studies.stats import mean_ci
-from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from core.io import atomic_save_figure
 from core.paths import RESULTS_DIR
 
 # The straightness measures (run_metrics.STRAIGHTNESS_SCALARS) that can be the map's best predictor.
@@ -284,11 +284,9 @@ def reproduce_map(ctx: StudyContext) -> dict:
     result["headline"] = headline(result_worlds)
     result["total_wall_seconds"] = ctx.seconds()
     out = Path(args.out)
-    atomic_write_json(out / "regime_map.json", result)
-    atomic_write_text(out / "regime_map.md", render(result))
+    publish(out, "regime_map", result, render(result))
     plot_map(result, out / "figures" / "regime_map.png")
     plot_straightness(result, out / "figures" / "regime_map_straightness.png")
-    print(render(result))
     return result
 
 

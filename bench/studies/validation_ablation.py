@@ -23,10 +23,9 @@ from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
-from core.io import atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 REFERENCE, TARGET_FRACTION = "OPD", 0.95
@@ -132,9 +131,7 @@ def reproduce_validation(ctx: StudyContext) -> dict:
         **ctx.stale_record(),
     }
     out = Path(args.out)
-    atomic_write_json(out / "validation_ablation.json", result)
-    atomic_write_text(out / "validation_ablation.md", render(result))
-    print(render(result))
+    publish(out, "validation_ablation", result, render(result))
     return result
 
 

@@ -25,10 +25,9 @@ from pathlib import Path
 from bench.studies import map_grid
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import builds_for, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table
-from core.io import atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 GOAL_WALL_VS_EFFOPD = 1.5  # goal (a): WindowLR's net wall speedup / EffOPD's, style at the default LR
@@ -153,9 +152,7 @@ def reproduce_variant(ctx: StudyContext) -> dict:
         "total_wall_seconds": ctx.seconds(), **ctx.stale_record(),
     }
     out = Path(args.out)
-    atomic_write_json(out / "variant.json", result)
-    atomic_write_text(out / "variant.md", render(result))
-    print(render(result))
+    publish(out, "variant", result, render(result))
     return result
 
 
