@@ -102,6 +102,9 @@ def test_study_end_to_end_on_synthetic_runs(tmp_path, frozen):
         target = {s: 0.95 * final(evals[("OPD", s)]) for s in range(3)}
         assert w["target"]["per_build"] == {str(s): pytest.approx(t) for s, t in target.items()}
         assert w["target"]["value"] == pytest.approx(np.mean(list(target.values())))
+        for m in ("OPD", "GRPO"):  # where each started: step 0's greedy accuracy, so a target below it shows
+            assert w["start_accuracy"][m]["mean"] == pytest.approx(np.mean([evals[(m, s)][0]["test/greedy"]
+                                                                            for s in range(3)]))
         by_build = defaultdict(list)
         for s in range(3):
             o, g = crossing(evals[("OPD", s)], target[s]), crossing(evals[("GRPO", s)], target[s])
