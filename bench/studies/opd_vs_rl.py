@@ -117,7 +117,28 @@ def lead_sentence(world: str, w: dict) -> str:
               ((REFERENCE, o_hit, opd["n_seeds"]), (RIVAL, r_hit, rival["n_seeds"])) if hit < n]
     note = f" ({'; '.join(missed)}: those pairs are left out of the speedup)" if missed else ""
     return (head + verdict + f" Steps to target: OPD {fmt_stat(opd['steps_to_target'], 1)}, "
-            f"GRPO {fmt_stat(rival['steps_to_target'], 1)}{note}.")
+            f"GRPO {fmt_stat(rival['steps_to_target'], 1)}{note}." + start_caveat(w))
+
+
+def start_caveat(w: dict) -> str:
+    """A warning when a build's target is no higher than where the runs started: reaching it then measures noise."""
+    per_build = w["target"].get("per_build") or {"0": w["target"]["value"]}
+    low = [b for b, t in sorted(per_build.items()) if b in w.get("start_by_build", {}) and t <= w["start_by_build"][b]]
+    if not low:
+        return ""
+    moves = ", ".join(f"{m} {w['start_accuracy'][m]['mean']:.3f} -> {w['rows'][m]['final_accuracy']['mean']:.3f}"
+                      for m in METHODS)
+    return (f" Caution: on build(s) {', '.join(low)} the target is at or below the start accuracy, so steps to it "
+            f"measure noise, not learning; compare the final accuracies instead (mean start -> final: {moves}).")
+
+
+def start_groups(runs: list[RunRecord]) -> dict[int, list[float]]:
+    """Step 0's greedy test accuracy of the reference's runs, per world build (every method starts there)."""
+    groups = defaultdict(list)
+    for r in runs:
+        if r.method == REFERENCE:
+            groups[r.build].append(r.evals[0]["test/greedy"])
+    return groups
 
 
 def world_result(runs: list[RunRecord], selected: dict[str, float], selection: dict) -> dict:
@@ -143,7 +164,8 @@ def world_result(runs: list[RunRecord], selected: dict[str, float], selection: d
          # where each method started (step 0's greedy test accuracy): on a world where the student barely moves,
          # a target below the start is "reached" at once, and the table must show it
          "start_accuracy": {m: mean_ci([r.evals[0]["test/greedy"] for r in runs if r.method == m])
-                            for m in METHODS}}
+                            for m in METHODS},
+         "start_by_build": {str(b): float(sum(v) / len(v)) for b, v in sorted(start_groups(runs).items())}}
     return w
 
 

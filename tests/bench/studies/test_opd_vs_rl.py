@@ -64,6 +64,19 @@ def test_lead_sentence_says_what_the_numbers_say():
     assert "too few for a CI, so no lead is claimed" in few
 
 
+def test_a_target_below_the_start_is_called_out():
+    w = sentence_world("3/3", "3/3", {"mean": 0.4, "ci95": [0.1, 0.7], "n": 3})
+    w["target"] = {"value": 0.18, "per_build": {"0": 0.11, "1": 0.20, "2": 0.22}}
+    w["start_by_build"] = {"0": 0.09, "1": 0.18, "2": 0.19}
+    assert "Caution" not in lead_sentence("scratch", w)  # every target above its build's start
+    w["start_by_build"]["1"] = 0.21
+    w["start_accuracy"] = {"OPD": {"mean": 0.153}, "GRPO": {"mean": 0.153}}
+    w["rows"]["OPD"]["final_accuracy"], w["rows"]["GRPO"]["final_accuracy"] = {"mean": 0.187}, {"mean": 0.122}
+    caution = lead_sentence("scratch", w)
+    assert "on build(s) 1 the target is at or below the start accuracy" in caution
+    assert "OPD 0.153 -> 0.187, GRPO 0.153 -> 0.122" in caution
+
+
 def final(evals, window=3):
     return float(np.mean([e["test/greedy"] for e in evals][-window:]))
 
