@@ -20,8 +20,11 @@ saying whether, and by how much, OPD leads. Tables: results/opd_vs_rl.{md,json}.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, lr_tag, sweep_label, train_job
@@ -121,24 +124,39 @@ def lead_sentence(world: str, w: dict) -> str:
 
 
 def start_caveat(w: dict) -> str:
-    """A warning when a build's target is no higher than where the runs started: reaching it then measures noise."""
+    """A warning when a build's target is within one evaluation's noise of where the runs started (two binomial
+    standard errors above the start accuracy, or below it): reaching it then measures noise, not learning."""
     per_build = w["target"].get("per_build") or {"0": w["target"]["value"]}
-    low = [b for b, t in sorted(per_build.items()) if b in w.get("start_by_build", {}) and t <= w["start_by_build"][b]]
+    start = w.get("start_by_build", {})
+    low = [b for b, t in sorted(per_build.items()) if b in start and t <= start[b]["accuracy"] + start[b]["noise"]]
     if not low:
         return ""
     moves = ", ".join(f"{m} {w['start_accuracy'][m]['mean']:.3f} -> {w['rows'][m]['final_accuracy']['mean']:.3f}"
                       for m in METHODS)
-    return (f" Caution: on build(s) {', '.join(low)} the target is at or below the start accuracy, so steps to it "
-            f"measure noise, not learning; compare the final accuracies instead (mean start -> final: {moves}).")
+    return (f" Caution: on build(s) {', '.join(low)} the target is within two standard errors of the start "
+            f"accuracy, so steps to it measure evaluation noise, not learning; compare the final accuracies "
+            f"instead (mean start -> final: {moves}).")
 
 
-def start_groups(runs: list[RunRecord]) -> dict[int, list[float]]:
-    """Step 0's greedy test accuracy of the reference's runs, per world build (every method starts there)."""
+def test_prompts(run: RunRecord) -> int:
+    """How many test prompts the run's evaluations scored (config.yaml's data.test_prompts; 200, the default)."""
+    cfg = run.path / "config.yaml"
+    data = (yaml.safe_load(cfg.read_text()) or {}).get("data", {}) if cfg.exists() else {}
+    return int(data.get("test_prompts") or 200)
+
+
+def start_by_build(runs: list[RunRecord]) -> dict[str, dict]:
+    """Per world build, where the reference's runs started (step 0's greedy test accuracy; every method starts
+    there) and the noise band of one evaluation: two binomial standard errors over the test prompts."""
     groups = defaultdict(list)
     for r in runs:
         if r.method == REFERENCE:
-            groups[r.build].append(r.evals[0]["test/greedy"])
-    return groups
+            groups[r.build].append((r.evals[0]["test/greedy"], test_prompts(r)))
+    out = {}
+    for b, vals in sorted(groups.items()):
+        acc, n = sum(v for v, _ in vals) / len(vals), min(n for _, n in vals)
+        out[str(b)] = {"accuracy": acc, "noise": 2 * math.sqrt(acc * (1 - acc) / n)}
+    return out
 
 
 def world_result(runs: list[RunRecord], selected: dict[str, float], selection: dict) -> dict:
@@ -165,7 +183,7 @@ def world_result(runs: list[RunRecord], selected: dict[str, float], selection: d
          # a target below the start is "reached" at once, and the table must show it
          "start_accuracy": {m: mean_ci([r.evals[0]["test/greedy"] for r in runs if r.method == m])
                             for m in METHODS},
-         "start_by_build": {str(b): float(sum(v) / len(v)) for b, v in sorted(start_groups(runs).items())}}
+         "start_by_build": start_by_build(runs)}
     return w
 
 
