@@ -20,16 +20,13 @@ saying whether, and by how much, OPD leads. Tables: results/opd_vs_rl.{md,json}.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
-
-import yaml
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, lr_tag, sweep_label, train_job
 from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
-from bench.studies.run_metrics import grow_lr_sweep
+from bench.studies.run_metrics import grow_lr_sweep, start_by_build, targets_within_start_noise
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
 from core.paths import RESULTS_DIR
@@ -126,9 +123,7 @@ def lead_sentence(world: str, w: dict) -> str:
 def start_caveat(w: dict) -> str:
     """A warning when a build's target is within one evaluation's noise of where the runs started (two binomial
     standard errors above the start accuracy, or below it): reaching it then measures noise, not learning."""
-    per_build = w["target"].get("per_build") or {"0": w["target"]["value"]}
-    start = w.get("start_by_build", {})
-    low = [b for b, t in sorted(per_build.items()) if b in start and t <= start[b]["accuracy"] + start[b]["noise"]]
+    low = targets_within_start_noise(w["target"], w.get("start_by_build", {}))
     if not low:
         return ""
     moves = ", ".join(f"{m} {w['start_accuracy'][m]['mean']:.3f} -> {w['rows'][m]['final_accuracy']['mean']:.3f}"
@@ -136,27 +131,6 @@ def start_caveat(w: dict) -> str:
     return (f" Caution: on build(s) {', '.join(low)} the target is within two standard errors of the start "
             f"accuracy, so steps to it measure evaluation noise, not learning; compare the final accuracies "
             f"instead (mean start -> final: {moves}).")
-
-
-def test_prompts(run: RunRecord) -> int:
-    """How many test prompts the run's evaluations scored (config.yaml's data.test_prompts; 200, the default)."""
-    cfg = run.path / "config.yaml"
-    data = (yaml.safe_load(cfg.read_text()) or {}).get("data", {}) if cfg.exists() else {}
-    return int(data.get("test_prompts") or 200)
-
-
-def start_by_build(runs: list[RunRecord]) -> dict[str, dict]:
-    """Per world build, where the reference's runs started (step 0's greedy test accuracy; every method starts
-    there) and the noise band of one evaluation: two binomial standard errors over the test prompts."""
-    groups = defaultdict(list)
-    for r in runs:
-        if r.method == REFERENCE:
-            groups[r.build].append((r.evals[0]["test/greedy"], test_prompts(r)))
-    out = {}
-    for b, vals in sorted(groups.items()):
-        acc, n = sum(v for v, _ in vals) / len(vals), min(n for _, n in vals)
-        out[str(b)] = {"accuracy": acc, "noise": 2 * math.sqrt(acc * (1 - acc) / n)}
-    return out
 
 
 def world_result(runs: list[RunRecord], selected: dict[str, float], selection: dict) -> dict:
@@ -183,7 +157,7 @@ def world_result(runs: list[RunRecord], selected: dict[str, float], selection: d
          # a target below the start is "reached" at once, and the table must show it
          "start_accuracy": {m: mean_ci([r.evals[0]["test/greedy"] for r in runs if r.method == m])
                             for m in METHODS},
-         "start_by_build": start_by_build(runs)}
+         "start_by_build": start_by_build([r for r in runs if r.method == REFERENCE])}
     return w
 
 
