@@ -232,7 +232,9 @@ def window_lr_headline(worlds: dict) -> str:
         ok = [m for m, v in vs if v is not None and v >= 1 / 1.1]
         parts.append(f"{name}: WindowLR within 10% of the tuned-LR OPD's steps (or better) at {len(ok)}/{len(vs)} "
                      "LRs (" + ", ".join(f"x{m:g} {v:.2f}x" if v is not None else f"x{m:g} not reached"
-                                         for m, v in vs) + ")")
+                                         for m, v in vs) + ")"
+                     + (" (targets within the start's noise: not evidence)"
+                        if wd.get("targets_within_start_noise") else ""))
     return "; ".join(parts) + "."
 
 
