@@ -137,8 +137,7 @@ def world_result(runs: list[RunRecord], selected: dict[str, float], selection: d
     """One world: the speedup table at the selected LRs (target from OPD), the OPD-over-GRPO ratios, the sentence."""
     # Per build when the seeds span several, as on the map: builds end far apart (flip at the default LR: OPD at
     # 0.46 on build 2, 0.92-0.98 on builds 0 and 1), and a pooled target would time one build against another's.
-    per_build = len({r.build for r in runs}) > 1
-    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build=per_build)
+    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build="auto")
     rows = {r["method"]: r for r in table["rows"]}
 
     def per_key(method: str) -> dict:

@@ -81,7 +81,7 @@ def world_result(runs: list[RunRecord], variants: list[str]) -> dict:
     """One world's numbers: the speedup table (OPD reference) and, per variant, its row and trigger record."""
     # Per build, as on the map: builds of one recipe end far apart (style: OPD 0.78 on build 0, 0.99 on build 1),
     # and one pooled target would count build 0's runs as never reaching it.
-    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build=True)
+    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build="auto")
     rows = {r["method"]: r for r in table["rows"]}
     out = {"target": table["target"], "ci_method": table["ci_method"], "builds": sorted({r.build for r in runs}),
            "opd": rows[REFERENCE], "variants": {}}
