@@ -39,6 +39,10 @@ ABLATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                       ("effopd.lr_min_factor=1.0", "effopd.lr_max_factor=1.0")),
     "WindowLR-accuracy": ("WindowLR scored by the official signal (accuracy of 50 x 1 sampled)", "window_lr",
                           ("effopd.val_signal=accuracy",)),
+    "WindowLR-v1": ("WindowLR's first version: every 4 steps only, m up to 8, LR within 0.1-30x, the LR halved "
+                    "after a step back", "window_lr",
+                    ("effopd.schedule=every:4", "effopd.max_tries=4", "effopd.lr_max_factor=30.0",
+                     "effopd.lr_backtrack_factor=0.5")),
     "EffOPD-teacher_loglik": ("EffOPD's power-of-two windows and 2k multiples, scored by the teacher log-likelihood",
                               "effopd", ("effopd=teacher_loglik",)),
 }
