@@ -15,9 +15,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from core.io import append_jsonl, atomic_write_json, read_jsonl
+from core.io import append_jsonl, atomic_write_json, read_jsonl, resume_jsonl
 from core.paths import REPO_ROOT
 from core.rollout import SamplingParams, make_engine
+from core.run_lock import FolderInUse, folder_lock
 from evals.config import register_eval_config
 from evals.datasets import get_benchmark, load_benchmark, template_hash
 from evals.generation import CHUNK_SEED_STRIDE, build_prompt, chunks, generate_chunk, load_policy, use_chat_template
@@ -64,17 +65,24 @@ def protocol(cfg, loaded, grader: Grader, chat: bool, prompt_example: str) -> di
 def run_eval(cfg) -> dict:
     """Generate, grade and summarise; returns the summary dict (also written to ``summary.json``)."""
     check_config(cfg)
+    get_benchmark(cfg.benchmark)  # an unknown name fails here, before anything is written
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    with folder_lock(out):  # held to the end; a second eval into this folder refuses before loading the model
+        return evaluate(cfg, out)
+
+
+def evaluate(cfg, out: Path) -> dict:
+    """``run_eval``'s work, in the locked results folder ``out``."""
     bench = get_benchmark(cfg.benchmark)
     loaded = load_benchmark(cfg.benchmark, cfg.data_dir or None, cfg.source, tiny_n=cfg.tiny_n,
                             tiny_digits=cfg.tiny_digits)
     examples = loaded.examples[: cfg.limit] if cfg.limit else loaded.examples
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", OmegaConf.to_container(cfg, resolve=True))
     samples_path = out / "samples.jsonl"
     if not cfg.resume:
         samples_path.unlink(missing_ok=True)
-    done = {(r["problem_id"], r["sample_index"]) for r in read_jsonl(samples_path)}
+    # A torn last line (a crash mid-append) is dropped, so its sample is generated and graded again.
+    done = {(r["problem_id"], r["sample_index"]) for r in resume_jsonl(samples_path)}
 
     policy, tok = load_policy(cfg.model, cfg.revision, cfg.device, cfg.dtype)
     engine = make_engine(cfg.engine, policy, tok)
@@ -116,7 +124,10 @@ def run_eval(cfg) -> dict:
 
 @hydra.main(version_base="1.3", config_path=None, config_name="eval_schema")
 def main(cfg: DictConfig) -> None:
-    summary = run_eval(cfg)
+    try:
+        summary = run_eval(cfg)
+    except FolderInUse as err:  # another eval holds the folder: an expected refusal, so one line, no traceback
+        raise SystemExit(f"error: {err}") from None
     m = summary["metrics"]
     print({key: m[key] for key in m if key.startswith(("avg@", "pass@", "maj@"))})
 

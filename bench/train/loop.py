@@ -23,7 +23,7 @@ from bench.train.checkpoint import latest_checkpoint, load_checkpoint, save_chec
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
 from bench.train.runlog import RunLogger
-from bench.train.setup import Run, setup
+from bench.train.setup import Run, lock_run_folder, setup
 from bench.train.snapshots import save_snapshot
 
 register_configs()
@@ -40,10 +40,15 @@ class Progress:
 
 def train(cfg: DictConfig) -> dict:
     """One training run; every rank returns rank 0's summary."""
-    tcfg = cfg.trainer
-    if tcfg.dry_run:
+    if cfg.trainer.dry_run:
         return dry_run(cfg)
-    run = setup(cfg)
+    with lock_run_folder(cfg):  # held to the end; a second trainer on this folder refuses before loading models
+        return run_loop(setup(cfg))
+
+
+def run_loop(run: Run) -> dict:
+    """Resume, train to ``trainer.total_steps`` and finish; returns rank 0's summary on every rank."""
+    cfg, tcfg = run.cfg, run.cfg.trainer
     progress = resume(run)
     log = RunLogger(run.out, cfg, resume_step=progress.step if progress.resumed else None) if run.is_main else None
     if progress.step in run.snapshot_steps and run.is_main:  # rollout_model: the full weights on every world size

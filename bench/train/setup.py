@@ -7,6 +7,7 @@ scheduler -> prompt stream -> EffOPD hook -> straightness tracker (consumes no R
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from bench.world import check_same_vocabulary, load_model, load_world
 from bench.world.teacher_samples import teacher_trajectories_for_run
 from core.io import atomic_write_text
 from core.rollout import RolloutEngine, SamplingParams, make_engine
+from core.run_lock import FolderInUse, FolderLock
 
 
 @dataclass
@@ -65,6 +67,28 @@ def seed_everything(seed: int) -> None:
 def make_scheduler(cfg, optimizer):
     warmup = cfg.trainer.lr_warmup_steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+
+
+@contextlib.contextmanager
+def lock_run_folder(cfg):
+    """Rank 0 holds the run folder's lock (core/run_lock.py) for the block: two trainers writing one folder would
+    interleave their logs. Under torchrun every rank learns rank 0's outcome, so all of them refuse together."""
+    distributed.init()  # idempotent: start() joins the same group
+    out = Path(cfg.trainer.output_dir)
+    lock = refusal = None
+    if distributed.is_main():
+        try:
+            lock = FolderLock(out)
+        except FolderInUse as err:
+            refusal = str(err)
+    refusal = distributed.broadcast(refusal)
+    if refusal is not None:
+        raise FolderInUse(refusal)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def start(cfg) -> Path:
