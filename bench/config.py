@@ -211,7 +211,7 @@ class EffOPDConfig:
     # log-likelihood of the teacher's val_samples samples per prompt at val_temperature, generated once per run and
     # cached; no generation, no verifier) or "reverse_kl" (minus the mean per-token log p_student - log p_teacher on
     # the student's own val_samples samples per prompt at val_temperature; no verifier)
-    schedule: str = "pow2"  # trigger steps: "pow2" (1, 2, 4, 8, ...) or "every:K"
+    schedule: str = "pow2"  # trigger steps: "pow2" (1, 2, 4, 8, ...), "every:K", or both: "pow2+every:K"
     multipliers: str = "linear"  # candidates theta + m*Delta with m = 2k ("linear", official) or 2^k ("geometric")
     max_tries: int = 5  # candidates per trigger
     accept: str = "gt"  # accept a candidate when score "gt" (strictly greater, official) or "ge" best so far
@@ -223,6 +223,8 @@ class EffOPDConfig:
     log_direction: bool = True  # log cosine between consecutive trigger windows (keeps one extra copy of Delta)
     lr_min_factor: float = 0.1  # method=window_lr only: bounds on the learning rate it steers, as multiples of
     lr_max_factor: float = 30.0  # trainer.lr (bench/extrapolation/window_lr.py); 0 < min <= 1 <= max
+    lr_backtrack_factor: float = 0.5  # method=window_lr only: the LR's factor when the step back (m = -1/2) is
+    # accepted; 1 = a step back moves the weights but leaves the LR (one noisy window then costs no LR)
     probe_when_disabled: bool = True  # runs without EffOPD still log the direction diagnostic (no validation)
 
 

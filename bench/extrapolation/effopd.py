@@ -39,12 +39,16 @@ def is_extrapolated(name: str) -> bool:
 
 
 def is_trigger_step(step: int, schedule: str) -> bool:
-    """``pow2``: 1, 2, 4, 8, ...; ``every:K``: K, 2K, 3K, ..."""
-    if schedule == "pow2":
-        return step >= 1 and step & (step - 1) == 0
-    if schedule.startswith("every:") and schedule[6:].isdigit() and int(schedule[6:]) > 0:
-        return step >= 1 and step % int(schedule[6:]) == 0
-    raise ValueError(f"effopd.schedule={schedule!r}; use 'pow2' or 'every:K' with K >= 1")
+    """``pow2``: 1, 2, 4, 8, ...; ``every:K``: K, 2K, 3K, ...; parts joined by ``+`` trigger at the union of their
+    steps (``pow2+every:4``: 1, 2, 4, 8, 12, 16, ...: early triggers while the first steps are still short)."""
+    parts = schedule.split("+")
+    for part in parts:
+        if part != "pow2" and not (part.startswith("every:") and part[6:].isdigit() and int(part[6:]) > 0):
+            raise ValueError(f"effopd.schedule={schedule!r}; use 'pow2', 'every:K' with K >= 1, or both joined "
+                             "by '+' (e.g. 'pow2+every:4')")
+    if step < 1:
+        return False
+    return any(step & (step - 1) == 0 if part == "pow2" else step % int(part[6:]) == 0 for part in parts)
 
 
 def multiplier(k: int, kind: str) -> float:

@@ -33,9 +33,10 @@ def forward_multipliers(max_tries: int) -> list[float]:
     return [2.0**k for k in range(max_tries)]
 
 
-def lr_factor(accepted: float) -> float:
-    """How much the learning rate grows after accepting ``accepted`` x Delta: the window went (1 + m) times as far."""
-    return 1.0 + accepted
+def lr_factor(accepted: float, backtrack_factor: float = 0.5) -> float:
+    """How much the learning rate changes after accepting ``accepted`` x Delta: the window went (1 + m) times as
+    far forward; after a step back, ``backtrack_factor``."""
+    return 1.0 + accepted if accepted > 0 else backtrack_factor
 
 
 def check_window_lr(cfg) -> None:
@@ -44,6 +45,9 @@ def check_window_lr(cfg) -> None:
     if not 0 < e.lr_min_factor <= 1 <= e.lr_max_factor:
         raise ValueError(f"effopd.lr_min_factor={e.lr_min_factor}, effopd.lr_max_factor={e.lr_max_factor}: need "
                          "0 < lr_min_factor <= 1 <= lr_max_factor (bounds on the LR as a multiple of trainer.lr)")
+    if not 0 < e.lr_backtrack_factor <= 1:
+        raise ValueError(f"effopd.lr_backtrack_factor={e.lr_backtrack_factor}: need 0 < factor <= 1 (the LR's "
+                         "factor after an accepted step back; 1 leaves the LR alone)")
     if e.schedule == "pow2":
         raise ValueError("effopd.method=window_lr with effopd.schedule=pow2: its windows must stay short; use "
                          "'every:K' (the preset uses every:4)")
@@ -89,7 +93,7 @@ class WindowLR(EffOPD):
             search.try_multiplier(BACKTRACK, len(forward) + 1)
 
     def _after_search(self, accepted: float) -> dict:
-        applied = self._scale_lr(lr_factor(accepted)) if accepted != 0.0 else 1.0
+        applied = self._scale_lr(lr_factor(accepted, self.cfg.lr_backtrack_factor)) if accepted != 0.0 else 1.0
         return {"lr_factor": applied, "lr_scale": self.lr_scale}
 
 

@@ -102,7 +102,6 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     runs_dir, table2_dir = Path(args.runs_dir), Path(args.table2_runs_dir)
     seeds = list(range(args.seeds or spec["seeds"]))
     build = builds_for(seeds, args.builds)
-    per_build = len(set(build.values())) > 1
     ctx.build_world("style", args.builds)
     sweep_seeds = seeds[: args.sweep_seeds or spec["sweep_seeds"]]
     methods = list(spec["methods"])
@@ -120,7 +119,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     extra = {
         "title": "Efficiency (tiny world): OPD vs EffOPD vs RL vs SFT, each at its validation-selected LR",
         "machine": ctx.machine(), "git_commit": ctx.git_commit(), "world": "style",
-        **({"seed_builds": {str(s): b for s, b in build.items()}} if per_build else {}),
+        **({"seed_builds": {str(s): b for s, b in build.items()}} if args.builds > 1 else {}),
         "lr_selection": {"grid": spec["grid"], "extensions": spec["extensions"],
                          "criterion": "mean greedy accuracy on the validation selection prompts over all evals "
                                       "of a run (bench.studies.run_metrics.selection_score)",
@@ -134,7 +133,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
         **ctx.stale_record(),
     }
     table = build_speedup_table(table_runs, reference=labels[spec["reference"]], target_fraction=TARGET_FRACTION,
-                                target_per_build=per_build, extra=extra)
+                                target_per_build="auto", extra=extra)
     table["total_wall_seconds"] = ctx.seconds()
     out = Path(args.out)
     write_speedup_table(table, out, table_runs, stem="efficiency")

@@ -45,11 +45,18 @@ from bench.studies.map_grid import (
     load_as,
     paired_speedup,
 )
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
-from bench.studies.run_metrics import STRAIGHTNESS_SCALARS, effopd_diagnostics, selection_score, straightness
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.run_metrics import (
+    STRAIGHTNESS_SCALARS,
+    effopd_diagnostics,
+    selection_score,
+    start_by_build,
+    straightness,
+    targets_within_start_noise,
+)
 from bench.studies.speedup import CI_METHODS, RunRecord, build_speedup_table
 from bench.studies.stats import mean_ci
-from core.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from core.io import atomic_save_figure
 from core.paths import RESULTS_DIR
 
 # The straightness measures (run_metrics.STRAIGHTNESS_SCALARS) that can be the map's best predictor.
@@ -174,6 +181,8 @@ def straightness_correlations(cells: list[dict]) -> dict:
 def headline(worlds: dict) -> str:
     """Where EffOPD reaches >= 3x over OPD at the same LR with a CI above 2x (if anywhere), and what it gives
     against each world's tuned-LR OPD, from the numbers."""
+    noisy = [n for n, w in worlds.items() if w.get("targets_within_start_noise")]
+    worlds_all, worlds = worlds, {n: w for n, w in worlds.items() if n not in noisy}
     cells = [c for w in worlds.values() for c in w["cells"]]
 
     def where(c):
@@ -202,7 +211,10 @@ def headline(worlds: dict) -> str:
             tuned.append(f"{name}: {fmt_stat(e['speedup_steps_vs_tuned'], 2, 'x')} in steps and "
                          f"{fmt_stat(e['speedup_wall_vs_tuned'], 2, 'x')} in net wall-clock at its best LR "
                          f"(x{best['lr_multiplier']:g}; tuned OPD at x{w['selected_multiplier']:g})")
-    return (text + " Against the tuned-LR OPD of each world: " + "; ".join(tuned) + ". " + window_lr_headline(worlds))
+    caution = "".join(f" On {n} the targets lie within two standard errors of where the runs start, so its cells "
+                      "measure noise and are left out of this headline." for n in noisy)
+    return (text + " Against the tuned-LR OPD of each world: " + "; ".join(tuned) + "." + caution + " "
+            + window_lr_headline(worlds_all))
 
 
 def window_lr_headline(worlds: dict) -> str:
@@ -220,7 +232,9 @@ def window_lr_headline(worlds: dict) -> str:
         ok = [m for m, v in vs if v is not None and v >= 1 / 1.1]
         parts.append(f"{name}: WindowLR within 10% of the tuned-LR OPD's steps (or better) at {len(ok)}/{len(vs)} "
                      "LRs (" + ", ".join(f"x{m:g} {v:.2f}x" if v is not None else f"x{m:g} not reached"
-                                         for m, v in vs) + ")")
+                                         for m, v in vs) + ")"
+                     + (" (targets within the start's noise: not evidence)"
+                        if wd.get("targets_within_start_noise") else ""))
     return "; ".join(parts) + "."
 
 
@@ -268,6 +282,12 @@ def reproduce_map(ctx: StudyContext) -> dict:
                 "value: the mean over builds; the same for every LR")},
             "cells": cells,
         }
+        # Where the runs started, per build: a world whose targets lie within an evaluation's noise of the start
+        # (scratch, where OPD barely moves the student) gives steps "to target" that measure noise, not learning.
+        start = start_by_build([r for m in mults for r in runs[(m, "OPD")]])
+        result_worlds[world]["start_by_build"] = start
+        result_worlds[world]["targets_within_start_noise"] = targets_within_start_noise(
+            result_worlds[world]["target"], start)
     cells = [c for w in result_worlds.values() for c in w["cells"]]
     result = {
         "title": "The regime map: OPD and EffOPD per world and learning rate",
@@ -278,18 +298,32 @@ def reproduce_map(ctx: StudyContext) -> dict:
         "speedup_method": ("per (build, seed) pair, the reference's steps (or net train seconds, EffOPD's "
                            "validation included) to target over the method's; a pair where either misses is left "
                            "out (pairs_excluded); with no pair, the ratio of the means (method 'ratio of means')"),
-        "straightness_correlation": straightness_correlations(cells),
+        # over the worlds whose targets are clear of the start's noise: noise cells would only blur the relation
+        "straightness_correlation": straightness_correlations(
+            [c for name, w in result_worlds.items() if not w["targets_within_start_noise"] for c in w["cells"]]),
+        "straightness_correlation_excludes": [n for n, w in result_worlds.items() if w["targets_within_start_noise"]],
         "machine": ctx.machine(), "git_commit": ctx.git_commit(), **ctx.stale_record(),
     }
     result["headline"] = headline(result_worlds)
     result["total_wall_seconds"] = ctx.seconds()
     out = Path(args.out)
-    atomic_write_json(out / "regime_map.json", result)
-    atomic_write_text(out / "regime_map.md", render(result))
+    publish(out, "regime_map", result, render(result))
     plot_map(result, out / "figures" / "regime_map.png")
     plot_straightness(result, out / "figures" / "regime_map_straightness.png")
-    print(render(result))
     return result
+
+
+def start_line(w: dict) -> str:
+    """Where the world's runs started per build, and a caution when a target lies within the start's noise."""
+    start = w.get("start_by_build", {})
+    text = "Start accuracy (step 0, greedy) per build: " + ", ".join(
+        f"build {b} {s['accuracy']:.3f} (± {s['noise']:.3f}, two standard errors)" for b, s in start.items()) + "."
+    low = w.get("targets_within_start_noise") or []
+    if low:
+        text += (f" **Caution:** on build(s) {', '.join(low)} the target is within two standard errors of the start, "
+                 "so steps to it and the speedups below measure evaluation noise, not learning; this world is left "
+                 "out of the straightness correlation and of the headline.")
+    return text
 
 
 def render(result: dict) -> str:
@@ -301,6 +335,7 @@ def render(result: dict) -> str:
         lines += [f"## {name} (default LR {w['default_lr']:.0e}; tuned OPD: x{w['selected_multiplier']:g} = "
                   f"{w['selected_lr']:.1e}; targets " + ", ".join(f"build {b} {t:.3f}" for b, t in
                                                                     w["target"]["per_build"].items()) + ")", "",
+                  start_line(w), "",
                   *md_header(["LR", "steps", "reached OPD / EffOPD", "OPD steps", "EffOPD steps", "EffOPD vs OPD "
                               "(steps)", "EffOPD vs OPD (wall, net)", "OPD vs tuned (steps)", "EffOPD vs tuned "
                               "(steps)", "EffOPD vs tuned (wall, net)", "validation s", "accepted (mean mult.) "

@@ -15,10 +15,9 @@ from pathlib import Path
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, LR_MULTIPLIERS, Job, existing_job, lr_tag, sweep_label, train_job
 from bench.studies.paper import PAPER_SPEEDUP
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
-from core.io import atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 METHODS = ("OPD", "EffOPD")
@@ -89,9 +88,7 @@ def reproduce_regimes(ctx: StudyContext) -> dict:
               "total_wall_seconds": ctx.seconds(),
               "ci_method": "95% Student-t interval over seeds; speedups per seed pair", **ctx.stale_record()}
     out = Path(args.out)
-    atomic_write_json(out / "table2_regimes.json", result)
-    atomic_write_text(out / "table2_regimes.md", render(result))
-    print(render(result))
+    publish(out, "table2_regimes", result, render(result))
     return result
 
 

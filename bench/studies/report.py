@@ -14,7 +14,7 @@ import os
 import platform
 from pathlib import Path
 
-from core.io import atomic_write_text
+from core.io import atomic_write_json, atomic_write_text
 from core.provenance import git_commit  # noqa: F401  (re-exported: studies record the commit through this module)
 
 DASH = "—"
@@ -99,3 +99,12 @@ def append_markdown(md_path: Path, lines: list[str]) -> None:
     """Append ``lines`` (one newline each) to a markdown file, atomically."""
     md_path = Path(md_path)
     atomic_write_text(md_path, md_path.read_text() + "\n".join(lines) + "\n")
+
+
+def publish(out_dir: str | Path, stem: str, result: dict, markdown: str) -> None:
+    """A study's outputs: ``<stem>.json`` and ``<stem>.md`` under ``out_dir``, each written atomically, and the
+    markdown printed, so a reader of the log sees the table the study just wrote."""
+    out = Path(out_dir)
+    atomic_write_json(out / f"{stem}.json", result)
+    atomic_write_text(out / f"{stem}.md", markdown)
+    print(markdown)

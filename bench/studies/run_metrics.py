@@ -5,7 +5,11 @@ needs them (no study imports another)."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
+from collections import defaultdict
+
+import yaml
 
 from bench.studies.speedup import RunRecord
 from bench.studies.stats import mean_ci
@@ -108,3 +112,31 @@ def grow_lr_sweep(ctx, methods: list[str], grid: list[float], extensions: list[f
                 grow = True
         if not grow:
             return result
+
+
+def n_test_prompts(run: RunRecord) -> int:
+    """How many test prompts the run's evaluations scored (config.yaml's data.test_prompts; 200, the default)."""
+    cfg = run.path / "config.yaml"
+    data = (yaml.safe_load(cfg.read_text()) or {}).get("data", {}) if cfg.exists() else {}
+    return int(data.get("test_prompts") or 200)
+
+
+def start_by_build(runs: list[RunRecord]) -> dict[str, dict]:
+    """Per world build, where ``runs`` started (step 0's greedy test accuracy, the same for every method of a build)
+    and the noise band of one evaluation there: two binomial standard errors over the test prompts."""
+    groups = defaultdict(list)
+    for r in runs:
+        groups[r.build].append((r.evals[0]["test/greedy"], n_test_prompts(r)))
+    out = {}
+    for b, vals in sorted(groups.items()):
+        acc, n = sum(v for v, _ in vals) / len(vals), min(n for _, n in vals)
+        out[str(b)] = {"accuracy": acc, "noise": 2 * math.sqrt(acc * (1 - acc) / n)}
+    return out
+
+
+def targets_within_start_noise(target: dict, start: dict[str, dict]) -> list[str]:
+    """The builds whose target (a speedup table's ``target``: ``per_build`` or one ``value``) is no higher than
+    the start accuracy plus its noise band (``start_by_build``): reaching such a target measures evaluation
+    noise, not learning, so steps and speedups to it are no evidence."""
+    per_build = target.get("per_build") or {b: target["value"] for b in start}
+    return [b for b, t in sorted(per_build.items()) if b in start and t <= start[b]["accuracy"] + start[b]["noise"]]

@@ -174,7 +174,7 @@ def build_speedup_table(
     ci_method: str = "t",
     paper: dict | None = None,
     extra: dict | None = None,
-    target_per_build: bool = False,
+    target_per_build: bool | str = False,
 ) -> dict:
     """Build the speedup table's dict: one row per method, stats as {"mean", "ci95", "n"} over seeds.
 
@@ -192,7 +192,10 @@ def build_speedup_table(
     reference's runs *on that build*, and every run is timed against its build's target (the target's "value"
     is then the mean of the per-build targets, "per_build" lists them). Use it when builds differ in how far
     the reference gets: one pooled target is out of reach for a weak build and trivial for a strong one.
+    ``"auto"``: per build exactly when the runs span several builds (a single-build table stays as it was).
     """
+    if target_per_build not in (True, False, "auto"):
+        raise ValueError(f"target_per_build={target_per_build!r}: use True, False or 'auto'")
     if ci_method not in CALLER_CI_METHODS:
         raise ValueError(f"unknown ci_method {ci_method!r}; use one of {list(CALLER_CI_METHODS)} (several world "
                          "builds turn them into 'cluster_t' / 'hierarchical' by themselves)")
@@ -207,6 +210,7 @@ def build_speedup_table(
     builds = sorted({r.build for r in runs})
     several = len(builds) > 1  # CIs over builds and the between-build spread
     labelled = builds != [0]  # builds named in the JSON (a table of build-0 runs is what it was before builds)
+    target_per_build = several if target_per_build == "auto" else target_per_build
 
     finals = {(m, k): final_accuracy(r, metric, final_window) for m, rs in by_method.items() for k, r in rs.items()}
     ref_finals = [finals[(reference, k)] for k in sorted(by_method[reference])]

@@ -32,11 +32,11 @@ LR_SWEEP = LR_MULTIPLIERS  # multiples of the default learning rate for "OPD, tu
 REFERENCE, TARGET_FRACTION = "OPD", 0.95
 
 
-def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95), per_build: bool = False) -> list[dict]:
+def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95)) -> list[dict]:
     """The same speedups for lower targets: where on the learning curve does a method's advantage sit?"""
     out = []
     for f in fractions:
-        t = build_speedup_table(runs, reference=REFERENCE, target_fraction=f, target_per_build=per_build)
+        t = build_speedup_table(runs, reference=REFERENCE, target_fraction=f, target_per_build="auto")
         out.append({"fraction": f, "target": t["target"]["value"], "rows": [
             {k: r[k] for k in ("method", "reached_target", "steps_to_target", "speedup_steps", "speedup_wall")}
             for r in t["rows"]]})
@@ -44,10 +44,9 @@ def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95), 
 
 
 def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int],
-         build: dict[int, int] | None = None) -> tuple[list[Job], dict[int, str]]:
+         build: dict[int, int]) -> tuple[list[Job], dict[int, str]]:
     """The first phase's jobs (OPD, EffOPD on all seeds; the sweep arms on the sweep seeds) and the arms' labels;
-    seed s runs in world build ``build[s]`` (all in build 0 when ``build`` is None)."""
-    build = build or {s: 0 for s in seeds}
+    seed s runs in world build ``build[s]`` (``builds_for``)."""
     jobs = [train_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s])
             for s in seeds]
     # EffOPD's sweep-seed runs also score the selection prompts: the efficiency study selects its LR.
@@ -78,7 +77,6 @@ def reproduce_table2(ctx: StudyContext) -> dict:
     runs_dir = Path(args.runs_dir)
     seeds = list(range(args.seeds))
     build = builds_for(seeds, args.builds)
-    per_build = len(set(build.values())) > 1
     ctx.build_world("style", args.builds)
     # The LR sweep is selected on the first `sweep_seeds` seeds of every arm (x1 included); only the winner
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
@@ -107,7 +105,7 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         "git_commit": ctx.git_commit(),
         "world": "style",
         "default_lr": DEFAULT_LR,
-        **({"seed_builds": {str(s): b for s, b in build.items()}} if per_build else {}),
+        **({"seed_builds": {str(s): b for s, b in build.items()}} if args.builds > 1 else {}),
         "lr_sweep": {"criterion": f"mean greedy accuracy on {by_label['OPD'][0].summary['selection_prompts']} "
                                   "validation prompts over all evaluations of a run (validation split, disjoint "
                                   "from test and from EffOPD's validation prompts)",
@@ -118,9 +116,9 @@ def reproduce_table2(ctx: StudyContext) -> dict:
                                 "EffOPD": step_time_split(by_label["EffOPD"])},
         **ctx.stale_record(),
     }
-    extra["target_sensitivity"] = target_sensitivity(table_runs, per_build=per_build)
+    extra["target_sensitivity"] = target_sensitivity(table_runs)
     table = build_speedup_table(table_runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, paper=PAPER_SPEEDUP,
-                                target_per_build=per_build, extra=extra)
+                                target_per_build="auto", extra=extra)
     table["total_wall_seconds"] = ctx.seconds(args.prior_seconds)
     write_speedup_table(table, args.out, table_runs)
     append_markdown(Path(args.out) / "table2.md", notes(table))

@@ -23,10 +23,9 @@ from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
-from core.io import atomic_write_json, atomic_write_text
 from core.paths import RESULTS_DIR
 
 REFERENCE, TARGET_FRACTION = "OPD", 0.95
@@ -82,7 +81,7 @@ def world_result(runs: list[RunRecord], variants: list[str]) -> dict:
     """One world's numbers: the speedup table (OPD reference) and, per variant, its row and trigger record."""
     # Per build, as on the map: builds of one recipe end far apart (style: OPD 0.78 on build 0, 0.99 on build 1),
     # and one pooled target would count build 0's runs as never reaching it.
-    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build=True)
+    table = build_speedup_table(runs, reference=REFERENCE, target_fraction=TARGET_FRACTION, target_per_build="auto")
     rows = {r["method"]: r for r in table["rows"]}
     out = {"target": table["target"], "ci_method": table["ci_method"], "builds": sorted({r.build for r in runs}),
            "opd": rows[REFERENCE], "variants": {}}
@@ -132,9 +131,7 @@ def reproduce_validation(ctx: StudyContext) -> dict:
         **ctx.stale_record(),
     }
     out = Path(args.out)
-    atomic_write_json(out / "validation_ablation.json", result)
-    atomic_write_text(out / "validation_ablation.md", render(result))
-    print(render(result))
+    publish(out, "validation_ablation", result, render(result))
     return result
 
 

@@ -202,7 +202,13 @@ def test_every_k_schedule():
     assert [s for s in range(0, 5) if is_trigger_step(s, "every:1")] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("schedule", ["every:0", "every:", "every:x", "every:-2", "every:1.5", "pow3", ""])
+def test_joined_schedule_triggers_at_the_union():
+    assert [s for s in range(0, 21) if is_trigger_step(s, "pow2+every:4")] == [1, 2, 4, 8, 12, 16, 20]
+    assert [s for s in range(0, 13) if is_trigger_step(s, "pow2+every:3")] == [1, 2, 3, 4, 6, 8, 9, 12]
+
+
+@pytest.mark.parametrize("schedule", ["every:0", "every:", "every:x", "every:-2", "every:1.5", "pow3", "",
+                                      "pow2+", "pow2+every:0", "+every:4", "pow2,every:4"])
 def test_bad_schedule_raises(schedule):
     with pytest.raises(ValueError, match="effopd.schedule"):
         is_trigger_step(1, schedule)

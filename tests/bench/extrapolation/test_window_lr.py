@@ -77,6 +77,20 @@ def test_first_candidate_failing_tries_half_a_window_back_and_halves_the_lr():
     assert lr_of(opt) == pytest.approx(0.5 * LR)
 
 
+def test_backtrack_factor_one_steps_back_but_keeps_the_lr():
+    model, hook, scorer, opt, sched, theta, delta = setup([0.5, 0.4, 0.6], lr_backtrack_factor=1.0)
+    rec = hook.after_step(4)
+    assert rec["accepted_multiplier"] == BACKTRACK and rec["lr_factor"] == 1.0
+    assert_at(snapshot(model), theta, delta, BACKTRACK)
+    assert lr_of(opt) == pytest.approx(LR)
+
+
+def test_early_triggers_of_a_joined_schedule():
+    model, hook, scorer, opt, sched, theta, delta = setup([0.1, 0.2, 0.1], schedule="pow2+every:4")
+    assert hook.after_step(1)["accepted_multiplier"] == 1.0  # step 1 triggers: the first window is one step
+    assert hook.after_step(3) is None
+
+
 def test_nothing_accepted_keeps_theta_and_the_lr():
     model, hook, scorer, opt, sched, theta, delta = setup([0.5, 0.4, 0.5])  # backtrack ties: not strictly better
     rec = hook.after_step(4)
@@ -154,6 +168,8 @@ def test_state_dict_round_trip_keeps_the_lr_scale_and_anchor():
     (dict(lr_min_factor=0.0), "lr_min_factor"),
     (dict(lr_max_factor=0.5), "lr_max_factor"),
     (dict(max_tries=0), "max_tries"),
+    (dict(lr_backtrack_factor=0.0), "lr_backtrack_factor"),
+    (dict(lr_backtrack_factor=1.5), "lr_backtrack_factor"),
 ])
 def test_check_names_the_bad_key(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -194,6 +194,19 @@ def test_per_build_targets_time_each_run_against_its_own_build(tmp_path):
         build_speedup_table(load_runs(tmp_path), target_per_build=True)
 
 
+def test_auto_targets_are_per_build_exactly_when_the_runs_span_builds(tmp_path):
+    for seed in (0, 1):
+        write_build_run(tmp_path / "two", "OPD", seed, 0, 20, final=0.6)
+        write_build_run(tmp_path / "two", "OPD", seed, 1, 10, final=1.0)
+        write_build_run(tmp_path / "one", "OPD", seed, 0, 20, final=0.6 + 0.1 * seed)
+    two, one = load_runs(tmp_path / "two"), load_runs(tmp_path / "one")
+    assert build_speedup_table(two, target_per_build="auto") == build_speedup_table(two, target_per_build=True)
+    assert build_speedup_table(one, target_per_build="auto") == build_speedup_table(one)  # single build: as before
+    assert "per_build" not in build_speedup_table(one, target_per_build="auto")["target"]
+    with pytest.raises(ValueError, match="target_per_build='yes'"):
+        build_speedup_table(one, target_per_build="yes")
+
+
 def test_duplicate_build_and_seed_is_refused(tmp_path):
     write_build_run(tmp_path / "a", "OPD", 0, 1, 30)
     write_build_run(tmp_path / "b", "OPD", 0, 1, 30)

@@ -11,7 +11,7 @@ import pytest
 
 from bench.studies import cli, map_grid, regime_map
 from bench.studies.jobs import builds_for
-from bench.studies.run_metrics import selection_score
+from bench.studies.run_metrics import selection_score, start_by_build, targets_within_start_noise
 from bench.studies.speedup import load_runs
 from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train
 
@@ -202,6 +202,39 @@ def test_headline_names_the_cells_that_pay_or_says_nowhere():
     worlds["flip"]["cells"][0]["EffOPD"]["speedup_steps_vs_same_lr"]["ci95"] = [1.9, 6.0]
     text = regime_map.headline(worlds)
     assert "nowhere on the map" in text and "its best cell: flip at 5e-06 (x0.25)" in text
+
+
+def test_a_world_whose_targets_sit_in_the_start_noise_leaves_the_headline():
+    """scratch-like: OPD barely moves the student, so a target within two standard errors of the start is
+    'reached' by noise; its cells must not be the headline's best cell."""
+    worlds = {"flip": {"selected_multiplier": 3, "cells": [cell("flip", 1, 1.5, [1.1, 1.9], 1.1)],
+                       "targets_within_start_noise": []},
+              "scratch": {"selected_multiplier": 1, "cells": [cell("scratch", 0.5, 9.0, [2.5, 15.5], 3.0)],
+                          "targets_within_start_noise": ["0", "2"]}}
+    text = regime_map.headline(worlds)
+    assert "scratch at" not in text and "nowhere on the map (its best cell: flip at 2e-05 (x1)" in text
+    assert "On scratch the targets lie within two standard errors of where the runs start" in text
+    line = regime_map.start_line({"start_by_build": {"0": {"accuracy": 0.09, "noise": 0.04}},
+                                  "targets_within_start_noise": ["0"]})
+    assert "build 0 0.090 (± 0.040" in line and "**Caution:** on build(s) 0" in line
+
+
+def test_start_and_its_noise_band_per_build(tmp_path):
+    runs = []
+    for b, acc in ((0, 0.09), (1, 0.5)):
+        folder = tmp_path / f"b{b}"
+        fake_train(folder, ["experiment=opd", "trainer.lr=2e-05", "trainer.seed=0", "method=OPD",
+                            f"world.build={b}"])
+        evals = [json.loads(x) for x in (folder / "evals.jsonl").read_text().splitlines()]
+        evals[0]["test/greedy"] = acc
+        (folder / "evals.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+        runs += load_runs(folder)
+    start = start_by_build(runs)  # 200 test prompts (the default; these runs have no config.yaml)
+    assert start["0"] == {"accuracy": 0.09, "noise": pytest.approx(2 * (0.09 * 0.91 / 200) ** 0.5)}
+    assert start["1"]["noise"] == pytest.approx(2 * (0.25 / 200) ** 0.5)
+    assert targets_within_start_noise({"per_build": {"0": 0.12, "1": 0.7}}, start) == ["0"]  # 0.12 < 0.09 + 0.040
+    assert targets_within_start_noise({"per_build": {"0": 0.14, "1": 0.7}}, start) == []
+    assert targets_within_start_noise({"value": 0.55}, start) == ["1"]  # one pooled target, every build
 
 
 def test_window_lr_headline_checks_both_goals():

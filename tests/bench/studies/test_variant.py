@@ -59,3 +59,17 @@ def test_needs_the_map_and_its_window_lr_cells(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(ValueError, match="no WindowLR cells"):
         variant.load_map(tmp_path / "old.json")
+
+
+def test_goal_b_is_not_measurable_on_a_world_whose_targets_sit_in_the_start_noise():
+    def cell(m, window_vs_tuned):
+        stat = {"mean": window_vs_tuned, "ci95": None}
+        return {"lr_multiplier": m, "lr": 2e-5 * m, "OPD": {"steps_to_target": stat, "speedup_steps_vs_tuned": stat},
+                "EffOPD": {"steps_to_target": stat, "speedup_steps_vs_tuned": stat},
+                "WindowLR": {"speedup_steps_vs_tuned": stat, "steps_to_target": stat, "reached": "3/3"}}
+
+    worlds = {"flip": {"selected_multiplier": 10, "cells": [cell(1, 0.95)], "targets_within_start_noise": []},
+              "scratch": {"selected_multiplier": 1, "cells": [cell(1, 2.0)], "targets_within_start_noise": ["1"]}}
+    g = variant.goals({"worlds": worlds})
+    assert g["b"]["flip"]["met"] is True
+    assert g["b"]["scratch"]["met"] is None and g["b"]["scratch"]["targets_within_start_noise"] == ["1"]
