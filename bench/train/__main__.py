@@ -1,16 +1,26 @@
 """``python -m bench.train experiment=effopd trainer.lr=3e-5 trainer.seed=1``: one training run (Hydra)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from bench import distributed
+from bench.config_ranges import ConfigError, validate_config
 from bench.train.loop import train
 from core.run_lock import FolderInUse
+
+BAD_CONFIG_EXIT = 2  # a value out of range: the usage-error code, like argparse's
 
 
 @hydra.main(version_base="1.3", config_path="../../experiments", config_name="config")
 def main(cfg: DictConfig) -> None:
     distributed.check_hydra_launch(cfg)  # torchrun: one explicit run folder, no multirun
+    try:
+        validate_config(cfg)  # every range, before the world or any model loads (bench/config_ranges.py)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(BAD_CONFIG_EXIT) from None
     try:
         train(cfg)
     except FolderInUse as err:  # another run holds the folder: an expected refusal, so one line, no traceback

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.config import register_configs
+from bench.config_ranges import validate_config
 from bench.extrapolation.straightness import extrapolated_layout
 from bench.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.train.dry_run import dry_run
@@ -40,6 +41,7 @@ class Progress:
 
 def train(cfg: DictConfig) -> dict:
     """One training run; every rank returns rank 0's summary."""
+    validate_config(cfg)  # before the dry run, the lock and the run folder: a bad value changes nothing on disk
     if cfg.trainer.dry_run:
         return dry_run(cfg)
     with lock_run_folder(cfg):  # held to the end; a second trainer on this folder refuses before loading models

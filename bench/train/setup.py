@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from bench import distributed
-from bench.algorithms.checks import check_algorithm
 from bench.algorithms.stages import BatchStage, active_batch_stages
-from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, check_extrapolation, get_extrapolation
+from bench.config_ranges import validate_config
+from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_extrapolation
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
 from bench.train.data import PromptStream
@@ -94,20 +94,16 @@ def lock_run_folder(cfg):
 def start(cfg) -> Path:
     """Join the process group (torchrun), check the config, create the run folder, write config.yaml, seed."""
     tcfg = cfg.trainer
+    validate_config(cfg)  # every range and registry name (bench/config_ranges.py): nothing is written before it
     distributed.init()  # torchrun: join the process group (one process: nothing to do)
-    distributed.check_config(cfg)
+    distributed.check_config(cfg)  # the rules that depend on the world size
     out = Path(tcfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
-    if tcfg.resume not in ("none", "auto"):
-        raise ValueError(f"trainer.resume={tcfg.resume!r}; use 'none' or 'auto'")
     if distributed.is_main():
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(tcfg.seed)
-    check_algorithm(cfg)
-    check_straightness(cfg)
-    check_extrapolation(cfg)
     return out
 
 
@@ -170,13 +166,6 @@ def build_extrapolation(cfg, student, engine, world, teacher=None, rollout_model
     if cfg.effopd.probe_when_disabled:
         return DirectionProbe(student, cfg.effopd.schedule)
     return None
-
-
-def check_straightness(cfg) -> None:
-    """Start-up check of the straightness settings (before any model loads)."""
-    if cfg.trainer.straightness_max_host_mb < 0:
-        raise ValueError(f"trainer.straightness_max_host_mb={cfg.trainer.straightness_max_host_mb}; use a size in MB "
-                         "(> 0), or 0 for no cap")
 
 
 def build_straightness(cfg, student) -> StraightnessTracker | None:
