@@ -169,6 +169,7 @@ UNRANGED: dict[str, str] = {
     "rollout.vllm": "the engine's own settings dataclass checks itself (core/rollout/vllm_engine.py)",
     "trainer.save_final_model": "a boolean",
     "trainer.snapshot_steps": "its parser (validate_config)",
+    "trainer.resume_may_change": "each entry must name a config key (validate_config)",
     "trainer.straightness": "a boolean",
     "trainer.activation_checkpointing": "a boolean",
     "trainer.dry_run": "a boolean",
@@ -226,6 +227,17 @@ def check_world_kind(cfg) -> None:
         raise ConfigError("world.student_path='' with world.kind=hub: name the student (a hub id or a local folder)")
 
 
+def check_key_names(cfg) -> None:
+    """``trainer.resume_may_change`` names config keys (or their parents): a misspelt one would allow nothing."""
+    from bench.config import TrainConfig
+
+    keys = config_keys(TrainConfig)
+    for name in cfg.trainer.resume_may_change:
+        if not any(k == name or k.startswith(name + ".") for k in keys):
+            raise ConfigError(f"trainer.resume_may_change names {name!r}, which is not a config key (e.g. "
+                              "trainer.total_steps)")
+
+
 def validate_config(cfg) -> None:
     """All start-up checks of a training config, before the world or any model loads; raises ``ConfigError``."""
     from bench import distributed
@@ -238,6 +250,7 @@ def validate_config(cfg) -> None:
 
     check_rules(cfg)
     check_world_kind(cfg)
+    check_key_names(cfg)
     if cfg.data.prompt_template not in TEMPLATES:
         raise ConfigError(f"data.prompt_template={cfg.data.prompt_template!r} is not a template: allowed is one of "
                           + ", ".join(sorted(TEMPLATES)))

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from bench import distributed
 from bench.config_ranges import ConfigError, validate_config
 from bench.train.loop import train
+from core.config_diff import ConfigChanged
 from core.run_lock import FolderInUse
 
 BAD_CONFIG_EXIT = 2  # a value out of range: the usage-error code, like argparse's
@@ -25,6 +26,9 @@ def main(cfg: DictConfig) -> None:
         train(cfg)
     except FolderInUse as err:  # another run holds the folder: an expected refusal, so one line, no traceback
         raise SystemExit(f"error: {err}") from None
+    except ConfigChanged as err:  # a resume over a run made with another config: a usage error, like a bad value
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(BAD_CONFIG_EXIT) from None
     finally:
         distributed.shutdown()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,13 @@ from bench.config_ranges import validate_config
 from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_extrapolation
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
+from bench.train.checkpoint import latest_checkpoint
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
 from bench.world import check_same_vocabulary, load_model, load_world
 from bench.world.teacher_samples import teacher_trajectories_for_run
+from core.config_diff import check_unchanged
 from core.io import atomic_write_text
 from core.rollout import RolloutEngine, SamplingParams, make_engine
 from core.run_lock import FolderInUse, FolderLock
@@ -101,10 +104,32 @@ def start(cfg) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
+    check_resume_config(cfg, out)
     if distributed.is_main():
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(tcfg.seed)
     return out
+
+
+# Launch settings a resume may always change: they do not change what the run computes.
+RESUME_IGNORES = ("trainer.resume", "trainer.resume_may_change", "trainer.output_dir", "trainer.threads",
+                  "world.cache_dir", "logging")
+
+
+def check_resume_config(cfg, out: Path) -> None:
+    """``trainer.resume=auto`` over a checkpoint continues the run whose config is ``<out>/config.yaml``: a
+    different config refuses (core/config_diff.py), listing the keys, unless ``trainer.resume_may_change`` names
+    them; the named changes are printed. Runs before config.yaml is rewritten and before anything loads."""
+    stored = out / "config.yaml"
+    if cfg.trainer.resume != "auto" or not stored.exists() or latest_checkpoint(out) is None:
+        return
+    changed = check_unchanged(OmegaConf.to_container(OmegaConf.load(stored), resolve=False),
+                              OmegaConf.to_container(cfg, resolve=True), what=str(stored),
+                              allowed=cfg.trainer.resume_may_change, ignored=RESUME_IGNORES,
+                              how_to_allow="trainer.resume_may_change")
+    if changed and distributed.is_main():
+        print(f"resuming {out} with changed keys: "
+              + "; ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in changed.items()), file=sys.stderr)
 
 
 def load_models(cfg, world) -> tuple:

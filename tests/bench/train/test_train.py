@@ -17,10 +17,13 @@ from safetensors.torch import load_file
 
 from bench.config import compose_config
 from bench.train import train
+from core.config_diff import ConfigChanged
 from core.io import read_jsonl
 from core.paths import REPO_ROOT
 from core.run_lock import FolderInUse, FolderLock, folder_lock
 from tests.conftest import MICRO_RUN, MICRO_WORLD
+
+EXTEND = "trainer.resume_may_change=[trainer.total_steps]"  # resuming a shorter run to the full length
 
 
 def _final_weights(out):
@@ -90,7 +93,7 @@ def test_resume_is_bit_exact(micro_cfg, tmp_path, capsys):
     with open(split / "effopd.jsonl", "a") as fh:
         fh.write('{"step": 4, "candid')
     capsys.readouterr()
-    train(micro_cfg(["experiment=effopd", "trainer.resume=auto"], out=split))
+    train(micro_cfg(["experiment=effopd", "trainer.resume=auto", EXTEND], out=split))
     notices = [line for line in capsys.readouterr().err.splitlines() if "torn" in line]
     assert [n.split(" (")[0] for n in notices] == [f"{split / 'metrics.jsonl'}: dropped its torn last line 4",
                                                    f"{split / 'effopd.jsonl'}: dropped its torn last line 3"]
@@ -146,8 +149,24 @@ def test_a_trainer_killed_with_sigkill_leaves_no_lock_and_resumes(micro_cfg, mic
         first.wait(timeout=60)
         log.close()
     step = int((out / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
-    train(micro_cfg(["trainer.resume=auto", f"trainer.total_steps={step + 1}", *steps], out=out))
+    train(micro_cfg(["trainer.resume=auto", f"trainer.total_steps={step + 1}", EXTEND, *steps], out=out))
     assert [m["step"] for m in read_jsonl(out / "metrics.jsonl")] == list(range(1, step + 2))
+
+
+def test_a_resume_with_another_config_refuses_naming_the_keys(micro_cfg, tmp_path):
+    """Resuming a 2e-5-style run with another LR and seed would train at the checkpoint's LR and record the new
+    values: it refuses before anything loads, listing the keys; naming them lets it through."""
+    out = tmp_path / "run"
+    train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false"], out=out))
+    stored = (out / "config.yaml").read_text()
+    with pytest.raises(ConfigChanged, match=r"in 2 key\(s\): trainer.lr: 0.001 -> 6e-05; trainer.seed: 0 -> 3\. .*"
+                                            r"trainer.resume_may_change=\[trainer.lr,trainer.seed\]"):
+        train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false", "trainer.resume=auto",
+                         "trainer.lr=6e-5", "trainer.seed=3"], out=out))
+    assert (out / "config.yaml").read_text() == stored
+    with pytest.raises(ConfigChanged, match=r"in 1 key\(s\): trainer.seed"):  # naming one key lets only it through
+        train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false", "trainer.resume=auto",
+                         "trainer.lr=6e-5", "trainer.seed=3", "trainer.resume_may_change=[trainer.lr]"], out=out))
 
 
 @pytest.mark.slow
@@ -158,7 +177,7 @@ def test_a_corrupt_line_before_the_last_stops_the_resume(micro_cfg, tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
     (out / "metrics.jsonl").write_text(lines[0][:20] + "\n" + "".join(lines[1:]))
     with pytest.raises(ValueError, match=rf"{out / 'metrics.jsonl'}: line 1 is not JSON \(column .*\); fix or delete"):
-        train(micro_cfg(["trainer.resume=auto", "trainer.straightness=false"], out=out))
+        train(micro_cfg(["trainer.resume=auto", "trainer.straightness=false", EXTEND], out=out))
 
 
 @pytest.mark.slow
@@ -178,7 +197,7 @@ def test_window_lr_steers_the_lr_and_resumes_bit_exact(micro_cfg, tmp_path):
         assert m["lr"] == pytest.approx(lr0 * t["lr_scale"])
     split = tmp_path / "split"
     train(micro_cfg([*over, "trainer.total_steps=2"], out=split))
-    train(micro_cfg([*over, "trainer.resume=auto"], out=split))
+    train(micro_cfg([*over, "trainer.resume=auto", EXTEND], out=split))
     a, b = _final_weights(straight), _final_weights(split)
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -323,7 +342,7 @@ def test_straightness_in_summary_for_opd_and_effopd_and_after_resume(micro_cfg, 
     # 2 steps + resume + 2 steps: the same measure as 4 steps straight (only its own seconds differ).
     split = tmp_path / "split"
     train(micro_cfg([*effopd, "trainer.total_steps=2"], out=split))
-    resumed = train(micro_cfg([*effopd, "trainer.resume=auto"], out=split))["straightness"]
+    resumed = train(micro_cfg([*effopd, "trainer.resume=auto", EXTEND], out=split))["straightness"]
     straight = json.loads((tmp_path / "effopd" / "summary.json").read_text())["straightness"]
     resumed.pop("seconds"), straight.pop("seconds")
     assert resumed == straight
