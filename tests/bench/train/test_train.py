@@ -185,7 +185,7 @@ def test_a_corrupt_line_before_the_last_stops_the_resume(micro_cfg, tmp_path):
 def test_window_lr_steers_the_lr_and_resumes_bit_exact(micro_cfg, tmp_path):
     """WindowLR (our extrapolation method) on the micro world, triggering every step: the LR it steers is the LR
     the next steps use, and N steps == N/2 + resume + N/2 (its LR lives in the checkpointed scheduler)."""
-    over = ["experiment=window_lr", "effopd.schedule=every:1"]
+    over = ["experiment=window_lr", "effopd.schedule=every:1", "effopd.lr_backtrack_factor=0.5"]  # steps back too
     straight = tmp_path / "straight"
     summary = train(micro_cfg(over, out=straight))
     triggers, metrics = read_jsonl(straight / "effopd.jsonl"), read_jsonl(straight / "metrics.jsonl")
