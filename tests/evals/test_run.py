@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.config_diff import ConfigChanged
 from core.run_lock import FolderInUse, folder_lock
 from evals.config import compose_eval_config
 from evals.run import run_eval
@@ -75,6 +76,22 @@ def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path, capsy
     key = lambda r: (r["problem_id"], r["sample_index"])  # noqa: E731
     assert sorted(map(key, resumed)) == sorted(map(key, full))
     assert {key(r): r["response"] for r in resumed} == {key(r): r["response"] for r in full}
+
+
+@pytest.mark.slow
+def test_a_rerun_under_another_protocol_refuses_naming_the_keys(student_path, tmp_path):
+    """Rerunning into a folder with temperature 0 and seed 7 would reuse the temperature-1 samples under a protocol
+    that says temperature 0: it refuses, listing the keys, and leaves the folder as it was."""
+    out = tmp_path / "ev"
+    run_eval(eval_cfg(student_path, out, "tiny_n=2"))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(ConfigChanged, match=r"differs from .*config.json in 2 key\(s\): seed: 0 -> 7; temperature: "
+                                            r"1.0 -> 0.0\. .*resume_may_change=\[seed,temperature\]"):
+        run_eval(eval_cfg(student_path, out, "tiny_n=2", "temperature=0", "seed=7"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+    run_eval(eval_cfg(student_path, out, "tiny_n=2", "limit=1", "k=2"))  # neither changes what a sample is
+    with pytest.raises(ValueError, match="resume_may_change names 'temprature'"):
+        run_eval(eval_cfg(student_path, out, "tiny_n=2", "resume_may_change=[temprature]"))
 
 
 @pytest.mark.slow
