@@ -127,7 +127,7 @@ RULES: dict[str, Rule] = {
     "trainer.eval_avg_k": POSITIVE_INT,
     "trainer.eval_avg_k_every": COUNT,
     "trainer.save_every": COUNT,
-    "trainer.resume": one_of("none", "auto"),
+    "trainer.resume": one_of("none", "auto", "fallback"),
     "trainer.straightness_max_host_mb": at_least(0),
     "trainer.logprob_chunk": COUNT,
     "trainer.dist_rollouts": one_of("split", "replicate"),

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from bench import distributed
 from bench.config_ranges import ConfigError, validate_config
+from bench.train.checkpoint import CheckpointError
 from bench.train.loop import train
 from core.config_diff import ConfigChanged
 from core.run_lock import FolderInUse
@@ -24,8 +25,8 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(BAD_CONFIG_EXIT) from None
     try:
         train(cfg)
-    except FolderInUse as err:  # another run holds the folder: an expected refusal, so one line, no traceback
-        raise SystemExit(f"error: {err}") from None
+    except (FolderInUse, CheckpointError) as err:  # another run holds the folder, or a checkpoint fails its
+        raise SystemExit(f"error: {err}") from None  # check: expected refusals, so one line, no traceback
     except ConfigChanged as err:  # a resume over a run made with another config: a usage error, like a bad value
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(BAD_CONFIG_EXIT) from None

@@ -20,7 +20,7 @@ from bench import distributed
 from bench.config import register_configs
 from bench.config_ranges import validate_config
 from bench.extrapolation.straightness import extrapolated_layout
-from bench.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from bench.train.checkpoint import checkpoint_to_resume, load_checkpoint, save_checkpoint, set_rng_state
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
 from bench.train.runlog import RunLogger
@@ -118,9 +118,11 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
 
 
 def resume(run: Run) -> Progress:
-    """``trainer.resume=auto``: restore the latest checkpoint in the run folder, at any world size (it reshards
+    """``trainer.resume=auto``: restore the latest checkpoint in the run folder once its manifest check passes
+    (``fallback``: the newest that passes), at any world size (it reshards
     model, optimizer and EffOPD anchor); otherwise, or when there is none, start at step 0."""
-    ckpt = latest_checkpoint(run.out) if run.cfg.trainer.resume == "auto" else None
+    mode = run.cfg.trainer.resume
+    ckpt = checkpoint_to_resume(run.out, fallback=mode == "fallback") if mode != "none" else None
     if ckpt is None:
         return Progress()
     effopd = run.effopd

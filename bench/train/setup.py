@@ -25,7 +25,7 @@ from bench.config_ranges import validate_config
 from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_extrapolation
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
-from bench.train.checkpoint import latest_checkpoint
+from bench.train.checkpoint import all_checkpoints
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
@@ -121,7 +121,7 @@ def check_resume_config(cfg, out: Path) -> None:
     different config refuses (core/config_diff.py), listing the keys, unless ``trainer.resume_may_change`` names
     them; the named changes are printed. Runs before config.yaml is rewritten and before anything loads."""
     stored = out / "config.yaml"
-    if cfg.trainer.resume != "auto" or not stored.exists() or latest_checkpoint(out) is None:
+    if cfg.trainer.resume == "none" or not stored.exists() or not all_checkpoints(out):
         return
     changed = check_unchanged(OmegaConf.to_container(OmegaConf.load(stored), resolve=False),
                               OmegaConf.to_container(cfg, resolve=True), what=str(stored),
