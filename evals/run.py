@@ -42,6 +42,9 @@ def check_config(cfg) -> None:
         raise ValueError(f"k={cfg.k}; must be between 1 and n={cfg.n} (0 means k = n)")
     if cfg.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens}; must be >= 1")
+    if cfg.sandbox not in ("auto", "unsafe-rlimits"):
+        raise ValueError(f"sandbox={cfg.sandbox!r}; use 'auto' (namespaces, refusing without them) or "
+                         "'unsafe-rlimits' (no containment: trusted code only)")
     if cfg.limit < 0:
         raise ValueError(f"limit={cfg.limit}; use 0 for all problems or a positive count")
     known = set(EvalConfig.__dataclass_fields__)
