@@ -6,6 +6,7 @@ Run in both isolations where the machine has them: ``namespaces`` (real containm
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -253,3 +254,28 @@ def test_without_a_cgroup_the_process_count_bounds_the_total(monkeypatch):
     assert r.setup["memory_total"] == {"bytes": 1 << 30, "max_processes": 2, "by": "process cap"}
     forked = int(r.stdout.split()[0])
     assert forked <= 1, r.stdout  # the worker plus one child: 2 x 512 MB fits the 1 GiB total
+
+
+@pytest.mark.skipif(not CAPS["namespaces"], reason=CAPS["reason"] or "no namespaces")
+def test_host_files_outside_what_python_needs_do_not_exist(outside_dirs):
+    """World-readable host files (another project's folder, the checkout's caches, /etc's other files, /home) are
+    not in the jail's tree at all; the interpreter, its libraries and the evals package are."""
+    victims = [str(d / "sentinel") for d in outside_dirs]
+    for d in outside_dirs:
+        os.chmod(d, 0o755)
+        os.chmod(d / "sentinel", 0o644)
+    probes = [*victims, "/etc/hostname", "/etc/os-release", "/home", str(Path(sandbox.REPO_ROOT) / "bench"),
+              str(Path(sandbox.REPO_ROOT) / "README.md")]
+    src = ("import os, sys, json\n"
+           f"print(json.dumps({{p: os.path.exists(p) for p in {probes!r}}}))\n"
+           "print(json.dumps(sorted(os.listdir('/'))))\n"
+           f"print(os.path.exists({str(Path(sandbox.REPO_ROOT) / 'evals' / '__init__.py')!r}), "
+           "os.path.exists(sys.executable))\n")
+    r = run_python(src, limits=FAST, isolation="namespaces")
+    assert r.exit_code == 0, r.stderr
+    seen, top, needed = r.stdout.splitlines()
+    assert json.loads(seen) == {p: False for p in probes}
+    assert set(json.loads(top)) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc",
+                                    "tmp", "var", *(p.strip("/").split("/")[0] for p in sandbox._expose_paths())}
+    assert needed == "True True"
+    assert set(r.setup["new_root"]) >= set(sandbox._expose_paths())

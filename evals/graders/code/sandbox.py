@@ -8,8 +8,10 @@ Every execution is a fresh process tree (``sandbox_child.py`` is the inside) wit
 - isolation, chosen once per process by ``capabilities()``:
   ``namespaces`` (real containment; needs ``unshare`` from util-linux and either root or unprivileged user
   namespaces): fresh network namespace (no interface but a down loopback: no network at all), pid namespace
-  (the program sees only itself; all its processes die with the supervisor), mount namespace with the whole
-  tree read-only + nosuid and private tmpfs on /tmp, /var/tmp and /dev/shm, IPC and UTS namespaces; as root,
+  (the program sees only itself; all its processes die with the supervisor), mount namespace whose root is a new,
+  read-only, nosuid tree holding only the system's libraries, the interpreter, the venv and the project's evals
+  package (the host's other files do not exist in it), private tmpfs on /tmp, /var/tmp and /dev/shm, IPC and UTS
+  namespaces; as root,
   the program also runs under a fresh unprivileged uid, so RLIMIT_NPROC bounds fork bombs and no root-owned
   file is writable or readable unless world-readable.
   ``unsafe-rlimits`` (only when asked for by name): rlimits, clean env, uid drop when root *and* the interpreter
@@ -116,10 +118,11 @@ def _reachable_by_others(path: str) -> bool:
 
 
 def _expose_paths() -> list[str]:
-    """What the worker must be able to read: the real interpreter, the venv and the project (for entry imports)."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, REPO_ROOT)}
+    """What the worker must be able to read: the real interpreter, the venv and the project's ``evals`` package
+    (entry functions import from it; nothing else of the checkout: no runs, caches or results)."""
+    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.join(REPO_ROOT, "evals"))}
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return sorted(paths)
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
 
 
 def capabilities(refresh: bool = False) -> dict:
