@@ -94,9 +94,11 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
                 "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group",
                 "/etc/nsswitch.conf", "/etc/alternatives")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
-NEW_ROOT = "/tmp/.jail-root"  # on the staging tmpfs mounted over /tmp in our own mount namespace
+# Where the new root is assembled: a tmpfs mounted (in our namespace only) over the first of these directories
+# that holds nothing the jail needs, so that exposed paths anywhere, /tmp included, stay reachable for binding.
+STAGING = ("/mnt", "/media", "/srv", "/boot", "/opt", "/tmp")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-MS_NOEXEC = 8
+MS_NOEXEC, MS_RDONLY, MS_REMOUNT = 8, 1, 32
 
 
 def _bind_into(root: str, path: str) -> str | None:
@@ -131,20 +133,36 @@ def _build_jail(cfg: dict) -> dict:
     """Mount namespace setup (we are root in it): a new root with only what Python needs, read-only, private
     scratch, workdir. Returns facts."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _tmpfs("/tmp", 1 << 20, "0755")  # staging, in our namespace only: the host's /tmp is untouched
-    os.mkdir(NEW_ROOT, 0o755)
-    _tmpfs(NEW_ROOT, 1 << 20, "0755")  # pivot_root needs a mount point
-    visible = [p for p in (*SYSTEM_PATHS, *cfg["expose"]) if _bind_into(NEW_ROOT, p)]
+    needed = (*SYSTEM_PATHS, *cfg["expose"])
+    root = next((d for d in STAGING if os.path.isdir(d) and not os.path.islink(d)
+                 and not any(p == d or p.startswith(d + "/") for p in needed)), None)
+    if root is None:
+        raise OSError(f"no staging directory for the jail's root: each of {STAGING} is missing or holds an "
+                      "exposed path")
+    _tmpfs(root, 1 << 20, "0755")  # in our namespace only; pivot_root needs a mount point
+    # Paths under a private tmpfs (a checkout or venv in /tmp) would be covered by it: stash them, bind them back
+    # on top of it once it is mounted.
+    under_tmp = [p for p in needed if any(p == t or p.startswith(t + "/") for t in PRIVATE_TMPFS)]
+    stash = {p: f"/.stash/{k}" for k, p in enumerate(under_tmp)}
+    visible = [p for p in needed if p not in stash and _bind_into(root, p)]
+    for p, place in stash.items():
+        os.makedirs(root + place, mode=0o755)
+        _mount(p, root + place, None, MS_BIND | MS_REC)
     for dev in DEVICES:
-        _bind_into(NEW_ROOT, dev)
+        _bind_into(root, dev)
     for d in ("/proc", *PRIVATE_TMPFS):
-        os.makedirs(NEW_ROOT + d, mode=0o755, exist_ok=True)
-    _mount("proc", NEW_ROOT + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's
-    _pivot_root(NEW_ROOT)
+        os.makedirs(root + d, mode=0o755, exist_ok=True)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's
+    _pivot_root(root)
     attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, 0))
     _check(_libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr.raw)), "mount_setattr /")
     for target in PRIVATE_TMPFS:
         _tmpfs(target, cfg["tmpfs_bytes"])
+    for p, place in stash.items():
+        os.makedirs(p, mode=0o755, exist_ok=True)
+        _mount(place, p, None, MS_BIND | MS_REC)
+        _mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)  # read-only like the rest
+        visible.append(p)
     os.mkdir(WORKDIR_NS, 0o700)
     return {"readonly_fs": True, "private_tmp": list(PRIVATE_TMPFS), "new_root": visible}
 
