@@ -36,6 +36,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from bench import distributed
+from core.faults import crash_point
 from core.io import atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -110,10 +111,12 @@ def save_checkpoint(output_dir: str | Path, step: int, model, optimizer, state: 
     distributed.barrier()
     if distributed.is_main():
         write_manifest(tmp)  # after every rank's files, before the rename: a listed file is a finished file
+        crash_point("checkpoint_written", step)  # tests only (core/faults.py)
         if path.exists():  # the same step written again (a rerun): replace it
             shutil.rmtree(path)
         tmp.rename(path)
         atomic_write_text(ckpt_dir / "latest", path.name + "\n")
+        crash_point("latest_moved", step)  # tests only (core/faults.py)
         old = sorted(p for p in ckpt_dir.glob("step_*") if p != path)
         for stale in old[: max(len(old) - (keep_last - 1), 0)] if keep_last > 0 else []:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()

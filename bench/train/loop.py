@@ -26,6 +26,7 @@ from bench.train.phases import TimedScorer, batch_metrics, collect_batch, period
 from bench.train.runlog import RunLogger
 from bench.train.setup import Run, lock_run_folder, setup
 from bench.train.snapshots import save_snapshot
+from core.faults import crash_point
 
 register_configs()
 
@@ -93,6 +94,7 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
     t["score"] = time.perf_counter()
     t["generate"] = t["score"] - score.seconds  # generation and scoring interleave under dynamic sampling
     stats = update_phase(cfg, run.student, run.optimizer, scored)
+    crash_point("step", progress.step + 1)  # tests only (core/faults.py): a kill after the update, before any log
     run.scheduler.step()
     run.engine.sync_weights()
     progress.step += 1
