@@ -351,7 +351,7 @@ def render(result: dict) -> str:
                 f"{fmt_stat(o['speedup_steps_vs_tuned'], 2)} | {fmt_stat(e['speedup_steps_vs_tuned'], 2)} | "
                 f"{fmt_stat(e['speedup_wall_vs_tuned'], 2)} | {fmt_stat(e['validation_seconds'], 1)} | {trig} | "
                 f"{fmt_stat(o['straightness']['chord_arc'], 2)} |")
-        lines += ["", "WindowLR (ours: a line search along the last 4-step window, the accepted step fed back into "
+        lines += ["", "WindowLR (ours: a line search along the last short window, the accepted step fed back into "
                   "the LR):", "", *md_header(["LR", "reached", "WindowLR steps", "vs OPD (steps)", "vs OPD (wall, net)",
                                              "vs tuned (steps)", "vs tuned (wall, net)", "validation s",
                                              "LR scale at the last trigger"])]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.studies import cli, variant
+from bench.studies import cli, map_grid, variant
+from bench.studies.jobs import builds_for
 from tests.bench.studies.synthetic_runs import SyntheticLauncher, fake_train_ext
 from tests.bench.studies.test_regime_map import run_map
 
@@ -24,9 +25,21 @@ def run_variant(tmp: Path) -> tuple[dict, SyntheticLauncher]:
 def test_goals_and_ablations_from_the_map(tmp_path, no_builds):
     mapped, _, _ = run_map(tmp_path, "--worlds", "flip,style")
     result, launcher = run_variant(tmp_path)
-    # The ablation arms: one run per seed of style's default cell (4 seeds over 2 builds), in runs/variant/style.
-    assert len(launcher.launched) == len(variant.ABLATIONS) * 4
-    assert all("/style/" in str(p) for p in launcher.launched)
+    # The ablation arms: one run per seed of style's default cell (4 seeds over 2 builds), in runs/variant/style;
+    # the held-out runs: WindowLR at each held-out LR and the tuned OPD, per measurable world and held-out seed.
+    held = [p for p in launcher.launched if "/held_out/" in str(p)]
+    ablation = [p for p in launcher.launched if "/held_out/" not in str(p)]
+    assert len(ablation) == len(variant.ABLATIONS) * 4 and all("/style/" in str(p) for p in ablation)
+    worlds = variant.held_out_worlds(mapped)
+    assert worlds and len(held) == len(worlds) * len(variant.HELD_OUT_SEEDS) * (len(variant.HELD_OUT_MULTIPLIERS) + 1)
+    builds = builds_for(list(variant.HELD_OUT_SEEDS), mapped["builds"])
+    for name in worlds:  # per seed: the tuned OPD's steps over WindowLR's, averaged like every map cell
+        for c in result["held_out"][name]["cells"]:
+            pairs = [(builds[s], c["tuned_opd_steps"][str(s)] / c["window_lr_steps"][str(s)]) for s in c["seeds"]
+                     if c["tuned_opd_steps"][str(s)] and c["window_lr_steps"][str(s)]]
+            mean = map_grid.pair_ci([r for _, r in pairs], [b for b, _ in pairs])["mean"]
+            assert c["speedup_steps_vs_tuned"]["mean"] == pytest.approx(mean)
+            assert c["met"] == (mean >= 1 / 1.1)
     # Goal (a) is the ratio of the map's two wall-clock speedups at style x1.
     cell = next(c for c in mapped["worlds"]["style"]["cells"] if c["lr_multiplier"] == 1)
     a = result["goals"]["a"]
@@ -46,7 +59,7 @@ def test_goals_and_ablations_from_the_map(tmp_path, no_builds):
         assert ab["arms"][method]["speedup_steps_vs_same_lr"] == cell[method]["speedup_steps_vs_same_lr"]
     assert set(ab["arms"]) == {"EffOPD", "WindowLR", *variant.ABLATIONS}
     md = (tmp_path / "out" / "variant.md").read_text()
-    assert "## Goal (a)" in md and "### flip" in md and "WindowLR-noLR" in md
+    assert "## Goal (a)" in md and "### flip" in md and "WindowLR-noLR" in md and "held-out seeds 5, 6, 7" in md
     # Resumable: a second pass trains nothing.
     again, launcher2 = run_variant(tmp_path)
     assert launcher2.launched == [] and again["goals"] == result["goals"]
