@@ -1,7 +1,8 @@
 """The allowed range of every training-config field (bench/config.py), checked at start-up before any model loads.
 
-``validate_config(cfg)`` is the one place a bad value is caught: ``python -m bench.train`` calls it first and turns a
-``ConfigError`` into one line naming the key, the value and the allowed range, with exit code 2. Ranges of single
+``bench.train.config_checks.validate_config(cfg)`` is the one place a bad value is caught (it runs ``check_ranges``
+here, then the registries' checks, which live above this module): ``python -m bench.train`` calls it first and turns
+a ``ConfigError`` into one line naming the key, the value and the allowed range, with exit code 2. Ranges of single
 fields live in ``RULES`` (one entry per field; ``tests/bench/test_config_ranges.py`` fails when a field of the
 dataclasses has neither a rule nor a reason in ``UNRANGED``); rules between fields, and the registries' own
 checks (algorithm, engine, extrapolation method, validation signal, distributed settings), follow in
@@ -238,36 +239,9 @@ def check_key_names(cfg) -> None:
                               "trainer.total_steps)")
 
 
-def validate_config(cfg) -> None:
-    """All start-up checks of a training config, before the world or any model loads; raises ``ConfigError``."""
-    from bench import distributed
-    from bench.algorithms.checks import check_algorithm
-    from bench.extrapolation import check_extrapolation
-    from bench.extrapolation.effopd import is_trigger_step, multiplier
-    from bench.train.snapshots import parse_snapshot_steps
-    from evals.datasets.registry import get_benchmark
-    from evals.datasets.templates import TEMPLATES
-
+def check_ranges(cfg) -> None:
+    """The checks of this module: every field's range, the world kind's rules, the names in resume_may_change.
+    ``bench.train.config_checks.validate_config`` runs them first, then the registries' own checks."""
     check_rules(cfg)
     check_world_kind(cfg)
     check_key_names(cfg)
-    if cfg.data.prompt_template not in TEMPLATES:
-        raise ConfigError(f"data.prompt_template={cfg.data.prompt_template!r} is not a template: allowed is one of "
-                          + ", ".join(sorted(TEMPLATES)))
-    try:
-        if cfg.world.kind == "hub":
-            get_benchmark(cfg.data.train_benchmark)
-            get_benchmark(cfg.data.test_benchmark)
-        check_algorithm(cfg)
-        check_extrapolation(cfg)
-        is_trigger_step(1, cfg.effopd.schedule)  # read by the direction probe and the straightness tracker too
-        multiplier(1, cfg.effopd.multipliers)
-        distributed.check_config(cfg, world=1)  # the world size's own rules run again once the group is up
-    except ConfigError:
-        raise
-    except (ValueError, KeyError) as err:  # the registries' and parsers' messages already name key and fix
-        raise ConfigError(err.args[0] if err.args else repr(err)) from err
-    try:
-        parse_snapshot_steps(cfg.trainer.snapshot_steps, cfg.trainer.total_steps)
-    except ValueError as err:
-        raise ConfigError(f"trainer.{err}") from err

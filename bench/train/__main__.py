@@ -6,8 +6,9 @@ import hydra
 from omegaconf import DictConfig
 
 from bench import distributed
-from bench.config_ranges import ConfigError, validate_config
+from bench.config_ranges import ConfigError
 from bench.train.checkpoint import CheckpointError
+from bench.train.config_checks import validate_config
 from bench.train.loop import train
 from core.config_diff import ConfigChanged
 from core.run_lock import FolderInUse

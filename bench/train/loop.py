@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.config import register_configs
-from bench.config_ranges import validate_config
 from bench.extrapolation.straightness import extrapolated_layout
 from bench.train.checkpoint import checkpoint_to_resume, load_checkpoint, save_checkpoint, set_rng_state
+from bench.train.config_checks import validate_config
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
 from bench.train.runlog import RunLogger

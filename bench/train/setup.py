@@ -21,11 +21,11 @@ from transformers import AutoTokenizer
 
 from bench import distributed
 from bench.algorithms.stages import BatchStage, active_batch_stages
-from bench.config_ranges import validate_config
 from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_extrapolation
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
 from bench.train.checkpoint import all_checkpoints
+from bench.train.config_checks import validate_config
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.config import TrainConfig, compose_config
-from bench.config_ranges import RULES, UNRANGED, ConfigError, config_keys, validate_config
+from bench.config_ranges import RULES, UNRANGED, ConfigError, config_keys
+from bench.train.config_checks import validate_config
 from core.paths import EXPERIMENTS_DIR, REPO_ROOT
 
 
