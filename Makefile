@@ -130,7 +130,7 @@ leaderboard: $(STAMP)  ## validate every bundle in results/leaderboard/submissio
 
 test-leaderboard-html: $(STAMP)  ## the leaderboard page in headless Chromium (installs Debian's chromium when missing)
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
-	$(PY) -m pytest -q tests/bench/studies/test_leaderboard.py -k html -rs
+	EFFOPD_REQUIRE_BROWSER=1 $(PY) -m pytest -q tests/bench/studies/test_leaderboard.py -k html -rs
 
 clean-runs:  ## delete run outputs (runs/, outputs/); cached tiny-world models stay in .cache/
 	rm -rf runs outputs

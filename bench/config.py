@@ -167,7 +167,12 @@ class TrainerConfig:
     eval_avg_k: int = 4  # temperature-1 samples per test prompt for avg@k
     eval_avg_k_every: int = 25  # avg@k is costlier: its own cadence (0 = only at steps 0 and the end)
     save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
-    resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir)
+    resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir, once its
+    # manifest check passes) | "fallback" (from the newest checkpoint that passes it, each skipped one said)
+    resume_may_change: list[str] = field(default_factory=list)  # trainer.resume=auto refuses a config that differs
+    # from the run folder's config.yaml, listing the keys, except in these (dotted keys or their parents), e.g.
+    # [trainer.total_steps] to extend a run. Launch settings never count: trainer.resume, trainer.output_dir,
+    # trainer.threads, world.cache_dir, logging.*
     save_final_model: bool = True  # write the final student in HF format
     snapshot_steps: str = ""  # parameter snapshots for bench.studies.analysis (issue 6): "" = off; "+"-joined "pow2"
     # (0, 1, 2, 4, ...), "every:K", "at:S1,S2"; step 0 and the final step always; only the 2-D attention/MLP

@@ -6,7 +6,7 @@ mode, at most 16,384 new tokens, math-verify on the last ``\\boxed{}``, avg@32 a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -42,9 +42,15 @@ class EvalConfig:
     tiny_digits: int = 3  # tinyworld only: operand digits (world.digits)
     code_timeout_factor: float = 4.0  # code only: per-input time limit = max(min limit, factor x reference time)
     code_min_time_limit_s: float = 1.0  # code only: floor of that limit (evalplus 0.3.1's defaults: 1.0 s, 4x)
+    sandbox: str = "auto"  # code only: how generated code is contained (evals/graders/code/sandbox.py): "auto"
+    # (namespaces; refuses to run on a machine without them) or "unsafe-rlimits" (rlimits only, for code you trust;
+    # the summary's protocol then says so in grader.isolation)
     code_cache_dir: str = ""  # code only: evalplus's ground-truth cache; "" = <repo>/.cache/evalplus
     output_dir: str = ""  # "" = runs/evals/<benchmark>/<model folder or id>
-    resume: bool = True  # skip problems whose samples are already in samples.jsonl
+    resume: bool = True  # skip problems whose samples are already in samples.jsonl; refuses when the folder's
+    # config.json differs from this config (other samples would be reused under this protocol), listing the keys
+    resume_may_change: list[str] = field(default_factory=list)  # keys a resume may change anyway. Never counted:
+    # output_dir, resume, progress_bar, grader_workers, limit (chunks stay put) and k (the summary only)
     progress_bar: bool = True
 
 

@@ -95,7 +95,7 @@ class Grader:
             result = grade_evalplus(EVALPLUS_DATASETS[self.bench.name], todo, data_dir=self.cfg.data_dir or None,
                                     cache_dir=self.cfg.code_cache_dir or None, parallel=max(1, self.cfg.grader_workers),
                                     min_time_limit=self.cfg.code_min_time_limit_s,
-                                    gt_time_limit_factor=self.cfg.code_timeout_factor)
+                                    gt_time_limit_factor=self.cfg.code_timeout_factor, isolation=self.cfg.sandbox)
             self.code_meta = result.metadata
             graded = iter(result.grades)
         out = []
@@ -137,7 +137,7 @@ def grader_info(grader: Grader) -> dict:
         if target is not None:  # the features the target style writes in their new form
             info["target_style"] = list(target.features)
     else:
-        info.update({"evalplus_version": _version("evalplus"), **grader.code_meta,
+        info.update({"evalplus_version": _version("evalplus"), "sandbox": grader.cfg.sandbox, **grader.code_meta,
                      "canonical_ceiling": code_ceiling(EVALPLUS_DATASETS[grader.bench.name])})
     return info
 

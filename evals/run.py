@@ -8,6 +8,8 @@ stopped), then summarise all samples into ``summary.json`` (metrics plus the ful
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -15,10 +17,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from core.io import append_jsonl, atomic_write_json, read_jsonl
+from core.config_diff import ConfigChanged, check_unchanged
+from core.io import append_jsonl, atomic_write_json, read_jsonl, resume_jsonl
 from core.paths import REPO_ROOT
 from core.rollout import SamplingParams, make_engine
-from evals.config import register_eval_config
+from core.run_lock import FolderInUse, folder_lock
+from evals.config import EvalConfig, register_eval_config
 from evals.datasets import get_benchmark, load_benchmark, template_hash
 from evals.generation import CHUNK_SEED_STRIDE, build_prompt, chunks, generate_chunk, load_policy, use_chat_template
 from evals.grading import Grader, grader_info
@@ -38,8 +42,15 @@ def check_config(cfg) -> None:
         raise ValueError(f"k={cfg.k}; must be between 1 and n={cfg.n} (0 means k = n)")
     if cfg.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens}; must be >= 1")
+    if cfg.sandbox not in ("auto", "unsafe-rlimits"):
+        raise ValueError(f"sandbox={cfg.sandbox!r}; use 'auto' (namespaces, refusing without them) or "
+                         "'unsafe-rlimits' (no containment: trusted code only)")
     if cfg.limit < 0:
         raise ValueError(f"limit={cfg.limit}; use 0 for all problems or a positive count")
+    known = set(EvalConfig.__dataclass_fields__)
+    for name in cfg.resume_may_change:
+        if name not in known:
+            raise ValueError(f"resume_may_change names {name!r}, which is not an eval config key (e.g. temperature)")
 
 
 def protocol(cfg, loaded, grader: Grader, chat: bool, prompt_example: str) -> dict:
@@ -61,20 +72,43 @@ def protocol(cfg, loaded, grader: Grader, chat: bool, prompt_example: str) -> di
     }
 
 
+# Settings a resume may always change: they decide neither which samples exist nor how they were graded.
+RESUME_IGNORES = ("output_dir", "resume", "resume_may_change", "progress_bar", "grader_workers", "limit", "k")
+
+
+def check_resume_config(cfg, out: Path) -> None:
+    """Samples already in ``out`` were made under ``out/config.json``: reusing them under another protocol (a
+    temperature, seed, model or grader) would report numbers no run produced, so a difference refuses
+    (core/config_diff.py) unless ``resume_may_change`` names the keys."""
+    stored, samples = out / "config.json", out / "samples.jsonl"
+    if not (cfg.resume and stored.exists() and samples.exists() and samples.stat().st_size > 0):
+        return
+    check_unchanged(json.loads(stored.read_text()), OmegaConf.to_container(cfg, resolve=True), what=str(stored),
+                    allowed=cfg.resume_may_change, ignored=RESUME_IGNORES, how_to_allow="resume_may_change")
+
+
 def run_eval(cfg) -> dict:
     """Generate, grade and summarise; returns the summary dict (also written to ``summary.json``)."""
     check_config(cfg)
+    get_benchmark(cfg.benchmark)  # an unknown name fails here, before anything is written
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    with folder_lock(out):  # held to the end; a second eval into this folder refuses before loading the model
+        return evaluate(cfg, out)
+
+
+def evaluate(cfg, out: Path) -> dict:
+    """``run_eval``'s work, in the locked results folder ``out``."""
     bench = get_benchmark(cfg.benchmark)
     loaded = load_benchmark(cfg.benchmark, cfg.data_dir or None, cfg.source, tiny_n=cfg.tiny_n,
                             tiny_digits=cfg.tiny_digits)
     examples = loaded.examples[: cfg.limit] if cfg.limit else loaded.examples
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", OmegaConf.to_container(cfg, resolve=True))
     samples_path = out / "samples.jsonl"
     if not cfg.resume:
         samples_path.unlink(missing_ok=True)
-    done = {(r["problem_id"], r["sample_index"]) for r in read_jsonl(samples_path)}
+    check_resume_config(cfg, out)
+    atomic_write_json(out / "config.json", OmegaConf.to_container(cfg, resolve=True))
+    # A torn last line (a crash mid-append) is dropped, so its sample is generated and graded again.
+    done = {(r["problem_id"], r["sample_index"]) for r in resume_jsonl(samples_path)}
 
     policy, tok = load_policy(cfg.model, cfg.revision, cfg.device, cfg.dtype)
     engine = make_engine(cfg.engine, policy, tok)
@@ -116,7 +150,13 @@ def run_eval(cfg) -> dict:
 
 @hydra.main(version_base="1.3", config_path=None, config_name="eval_schema")
 def main(cfg: DictConfig) -> None:
-    summary = run_eval(cfg)
+    try:
+        summary = run_eval(cfg)
+    except FolderInUse as err:  # another eval holds the folder: an expected refusal, so one line, no traceback
+        raise SystemExit(f"error: {err}") from None
+    except ConfigChanged as err:  # a rerun over samples made under another protocol: a usage error
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     m = summary["metrics"]
     print({key: m[key] for key in m if key.startswith(("avg@", "pass@", "maj@"))})
 

@@ -23,6 +23,7 @@ from torch.distributed.tensor import DTensor
 
 from bench import distributed
 from bench.extrapolation.registry import ExtrapolationContext, Scorer, ValidationScore, register_extrapolation
+from core.faults import crash_point
 
 __all__ = ["EXTRAPOLATED_KEYWORDS", "DirectionProbe", "EffOPD", "Scorer", "ValidationScore", "check_effopd",
            "direction_stats", "is_extrapolated", "is_trigger_step", "multiplier"]
@@ -137,7 +138,7 @@ class EffOPD:
         backup = {n: p.detach().clone() for n, p in self._shards().items()}
         delta = {n: backup[n] - self.anchor[n] for n in self.params}
         base = self._score(next_seed(0))
-        search = _Search(self, backup, delta, next_seed, base)
+        search = _Search(self, backup, delta, next_seed, base, step)
         try:
             self._search(search)
         finally:  # also when a scorer fails: never leave the model at an unaccepted candidate
@@ -173,14 +174,16 @@ class EffOPD:
 class _Search:
     """One trigger's search state: the best score so far, the accepted and current multiples, the candidates."""
 
-    def __init__(self, hook: EffOPD, backup: dict, delta: dict, next_seed: Callable[[int], int], base: float):
-        self.hook, self.backup, self.delta, self.next_seed = hook, backup, delta, next_seed
+    def __init__(self, hook: EffOPD, backup: dict, delta: dict, next_seed: Callable[[int], int], base: float,
+                 step: int = 0):
+        self.hook, self.backup, self.delta, self.next_seed, self.step = hook, backup, delta, next_seed, step
         self.best, self.accepted, self.current, self.candidates = base, 0.0, 0.0, []
 
     def try_multiplier(self, m: float, k: int) -> bool:
         """Move to theta + m * Delta, score it (seed ``next_seed(k)``) and accept it when it beats the best so far."""
         self.hook._set(self.backup, self.delta, m)
         self.current = m
+        crash_point("validation", self.step)  # tests only (core/faults.py): a kill at an unaccepted candidate
         score = self.hook._score(self.next_seed(k))
         self.candidates.append({"multiplier": m, "score": score})
         if not self.hook._better(score, self.best):

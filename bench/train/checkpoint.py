@@ -6,7 +6,11 @@
   one process) and every dict of tensors in the trainer state (the EffOPD anchor, laid out like the
   parameters, so it stays sharded);
 - ``trainer_state.pt`` (rank 0): step, seconds, scheduler, data position and the rest of the EffOPD state;
-- ``rng_rank<r>.pt``: each rank's RNG streams.
+- ``rng_rank<r>.pt``: each rank's RNG streams;
+- ``manifest.json`` (rank 0, written last): the size and sha256 of every other file. A load checks it first, so
+  a flipped byte, a truncated shard or a deleted file is one error naming the file instead of a broken model or
+  a traceback. ``trainer.resume=auto`` stops there and names the two ways on: restore the file, or
+  ``trainer.resume=fallback``, which resumes from the newest checkpoint that passes its check.
 
 DCP reshards on load, so a checkpoint resumes on any world size, one process included. All ranks write into
 ``.tmp-step_000010/``; rank 0 renames it into place once everyone is done, then replaces ``latest`` (a
@@ -17,8 +21,11 @@ must be shared by all ranks (one machine, or a shared filesystem across nodes).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import random
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,7 +36,14 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from bench import distributed
+from core.faults import crash_point
 from core.io import atomic_write_text
+
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as it is: the message names the file and the ways on."""
 
 IN_DCP = "<tensors in the DCP files>"  # stands in trainer_state.pt for a dict of tensors saved through DCP
 
@@ -96,15 +110,97 @@ def save_checkpoint(output_dir: str | Path, step: int, model, optimizer, state: 
         torch.save({**rest, "world_size": distributed.world_size()}, tmp / "trainer_state.pt")
     distributed.barrier()
     if distributed.is_main():
+        write_manifest(tmp)  # after every rank's files, before the rename: a listed file is a finished file
+        crash_point("checkpoint_written", step)  # tests only (core/faults.py)
         if path.exists():  # the same step written again (a rerun): replace it
             shutil.rmtree(path)
         tmp.rename(path)
         atomic_write_text(ckpt_dir / "latest", path.name + "\n")
+        crash_point("latest_moved", step)  # tests only (core/faults.py)
         old = sorted(p for p in ckpt_dir.glob("step_*") if p != path)
         for stale in old[: max(len(old) - (keep_last - 1), 0)] if keep_last > 0 else []:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     distributed.barrier()
     return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: {relative path: {"bytes", "sha256"}} of every file in the checkpoint folder."""
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    atomic_write_text(folder / MANIFEST, json.dumps({"version": 1, "files": files}, indent=1) + "\n")
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise ``CheckpointError`` naming the first file that is missing, of another size, or of another sha256 than
+    the manifest says. A checkpoint from before manifests is loaded as it is (said in one line)."""
+    if path.is_file():  # the single-file format predates manifests
+        return
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        if any(path.iterdir()):
+            print(f"{path}: no {MANIFEST} (written before checkpoints had one): loaded unchecked", file=sys.stderr)
+            return
+        raise CheckpointError(f"checkpoint {path} is empty")
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST} is unreadable ({err})") from err
+    for name, want in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path}: {name} is missing (its manifest lists it)")
+        if f.stat().st_size != want["bytes"]:
+            raise CheckpointError(f"checkpoint {path}: {name} has {f.stat().st_size} bytes, its manifest says "
+                                  f"{want['bytes']} (truncated or overwritten)")
+        if _sha256(f) != want["sha256"]:
+            raise CheckpointError(f"checkpoint {path}: {name} does not match its sha256 in {MANIFEST} (corrupted "
+                                  "since it was written)")
+
+
+def all_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The run's finished checkpoints, oldest first (temporary ``.tmp-*`` folders of a crashed save excluded)."""
+    return sorted(Path(output_dir, "checkpoints").glob("step_*"))
+
+
+def checkpoint_to_resume(output_dir: str | Path, fallback: bool) -> Path | None:
+    """``trainer.resume=auto``: the latest checkpoint, verified; a failed check raises naming both ways on.
+    ``trainer.resume=fallback``: the newest checkpoint that passes its check (each one skipped said in one line);
+    None when there is none at all, an error when none passes."""
+    try:
+        latest = latest_checkpoint(output_dir)
+    except CheckpointError:
+        if not fallback:
+            raise
+        latest = None  # the pointer names a deleted checkpoint: the folder's own checkpoints remain
+    if latest is None and not (fallback and all_checkpoints(output_dir)):
+        return None
+    if not fallback:
+        try:
+            verify_checkpoint(latest)
+        except CheckpointError as err:
+            older = [p.name for p in all_checkpoints(output_dir) if p != latest]
+            raise CheckpointError(f"{err}. Restore the file, or resume from the newest checkpoint that passes its "
+                                  f"check with trainer.resume=fallback (here: {', '.join(older) or 'none'})") from None
+        return latest
+    candidates = sorted({*([latest] if latest else []), *all_checkpoints(output_dir)}, reverse=True)
+    for ckpt in candidates:
+        try:
+            verify_checkpoint(ckpt)
+        except CheckpointError as err:
+            print(f"trainer.resume=fallback: skipping {ckpt.name}: {err}", file=sys.stderr)
+            continue
+        return ckpt
+    raise CheckpointError(f"no checkpoint in {Path(output_dir, 'checkpoints')} passes its check: start afresh "
+                          "(trainer.resume=none, or delete the checkpoints folder)")
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -113,8 +209,8 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
         return None
     path = pointer.parent / pointer.read_text().strip()
     if not path.exists():
-        raise FileNotFoundError(f"{pointer} names {path.name}, which is missing; delete {pointer} to resume "
-                                "from scratch or restore the checkpoint")
+        raise CheckpointError(f"{pointer} names {path.name}, which is missing; restore it, or resume from the "
+                              "newest checkpoint that passes its check with trainer.resume=fallback")
     return path
 
 
@@ -137,8 +233,8 @@ def load_checkpoint(path: str | Path, model, optimizer, tensors_like: dict | Non
         with _quiet_single_process():
             dcp.load(payload, checkpoint_id=path, no_dist=distributed.world_size() == 1)
     except (OSError, RuntimeError, KeyError, EOFError, CheckpointException) as err:  # truncated or foreign: say so
-        raise ValueError(f"cannot read checkpoint {path}: {err}. Delete it (and fix checkpoints/latest) to resume "
-                         "from the previous one") from err
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}. Delete it (and fix checkpoints/latest) to "
+                              "resume from the previous one") from err
     set_state_dict(model, optimizer, model_state_dict=payload["model"], optim_state_dict=payload["optim"])
     for k in keys:
         key, sub = k.split(".", 1)

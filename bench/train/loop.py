@@ -19,12 +19,14 @@ from tqdm import tqdm
 from bench import distributed
 from bench.config import register_configs
 from bench.extrapolation.straightness import extrapolated_layout
-from bench.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from bench.train.checkpoint import checkpoint_to_resume, load_checkpoint, save_checkpoint, set_rng_state
+from bench.train.config_checks import validate_config
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
 from bench.train.runlog import RunLogger
-from bench.train.setup import Run, setup
+from bench.train.setup import Run, lock_run_folder, setup
 from bench.train.snapshots import save_snapshot
+from core.faults import crash_point
 
 register_configs()
 
@@ -40,10 +42,16 @@ class Progress:
 
 def train(cfg: DictConfig) -> dict:
     """One training run; every rank returns rank 0's summary."""
-    tcfg = cfg.trainer
-    if tcfg.dry_run:
+    validate_config(cfg)  # before the dry run, the lock and the run folder: a bad value changes nothing on disk
+    if cfg.trainer.dry_run:
         return dry_run(cfg)
-    run = setup(cfg)
+    with lock_run_folder(cfg):  # held to the end; a second trainer on this folder refuses before loading models
+        return run_loop(setup(cfg))
+
+
+def run_loop(run: Run) -> dict:
+    """Resume, train to ``trainer.total_steps`` and finish; returns rank 0's summary on every rank."""
+    cfg, tcfg = run.cfg, run.cfg.trainer
     progress = resume(run)
     log = RunLogger(run.out, cfg, resume_step=progress.step if progress.resumed else None) if run.is_main else None
     if progress.step in run.snapshot_steps and run.is_main:  # rollout_model: the full weights on every world size
@@ -86,6 +94,7 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
     t["score"] = time.perf_counter()
     t["generate"] = t["score"] - score.seconds  # generation and scoring interleave under dynamic sampling
     stats = update_phase(cfg, run.student, run.optimizer, scored)
+    crash_point("step", progress.step + 1)  # tests only (core/faults.py): a kill after the update, before any log
     run.scheduler.step()
     run.engine.sync_weights()
     progress.step += 1
@@ -111,9 +120,11 @@ def train_step(run: Run, progress: Progress) -> tuple[dict, dict | None]:
 
 
 def resume(run: Run) -> Progress:
-    """``trainer.resume=auto``: restore the latest checkpoint in the run folder, at any world size (it reshards
+    """``trainer.resume=auto``: restore the latest checkpoint in the run folder once its manifest check passes
+    (``fallback``: the newest that passes), at any world size (it reshards
     model, optimizer and EffOPD anchor); otherwise, or when there is none, start at step 0."""
-    ckpt = latest_checkpoint(run.out) if run.cfg.trainer.resume == "auto" else None
+    mode = run.cfg.trainer.resume
+    ckpt = checkpoint_to_resume(run.out, fallback=mode == "fallback") if mode != "none" else None
     if ckpt is None:
         return Progress()
     effopd = run.effopd

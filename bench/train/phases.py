@@ -19,6 +19,7 @@ from bench.extrapolation.registry import ValidationScore, get_val_signal
 from bench.extrapolation.validation import prepare_validation
 from bench.train.data import PromptStream
 from bench.world.evaluation import evaluate
+from core.faults import crash_point
 
 
 def micro_batches(n_rows: int, size: int) -> list[slice]:
@@ -192,6 +193,7 @@ def batch_metrics(cfg, scored: ScoredBatch, stats: dict, stages: list[BatchStage
 def periodic_eval(cfg, engine, world, step: int, train_seconds: float, with_avg_k: bool) -> dict:
     """Greedy test accuracy (the table's metric), greedy selection-set accuracy (for LR selection) and,
     on its own cadence, temperature-1 avg@k on the test split. Forked RNGs: training randomness untouched."""
+    crash_point("eval", step)  # tests only (core/faults.py)
     t0 = time.perf_counter()
     max_new = cfg.rollout.max_new_tokens
     rec = {"step": step, "train_seconds": round(train_seconds, 4)}

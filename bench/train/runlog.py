@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from core.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from core.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, resume_jsonl
 
 STREAMS = ("metrics", "evals", "effopd")
 
@@ -20,8 +20,9 @@ class RunLogger:
             path = self.out / f"{name}.jsonl"
             if resume_step is None:
                 path.unlink(missing_ok=True)
-            else:  # drop records written after the checkpoint we resume from, so logs match a straight run
-                kept = [r for r in read_jsonl(path) if r["step"] <= resume_step]
+            else:  # drop records written after the checkpoint we resume from (a torn last line too: a crash
+                # mid-write), so the steps after it are logged again and the logs match a straight run
+                kept = [r for r in resume_jsonl(path) if r["step"] <= resume_step]
                 atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
         (self.out / "summary.json").unlink(missing_ok=True)
         self.wandb = None

@@ -7,8 +7,10 @@ scheduler -> prompt stream -> EffOPD hook -> straightness tracker (consumes no R
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,18 +20,21 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from bench import distributed
-from bench.algorithms.checks import check_algorithm
 from bench.algorithms.stages import BatchStage, active_batch_stages
-from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, check_extrapolation, get_extrapolation
+from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_extrapolation
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
+from bench.train.checkpoint import all_checkpoints
+from bench.train.config_checks import validate_config
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
 from bench.world import check_same_vocabulary, load_model, load_world
 from bench.world.teacher_samples import teacher_trajectories_for_run
+from core.config_diff import check_unchanged
 from core.io import atomic_write_text
 from core.rollout import RolloutEngine, SamplingParams, make_engine
+from core.run_lock import FolderInUse, FolderLock
 
 
 @dataclass
@@ -67,24 +72,64 @@ def make_scheduler(cfg, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
 
 
+@contextlib.contextmanager
+def lock_run_folder(cfg):
+    """Rank 0 holds the run folder's lock (core/run_lock.py) for the block: two trainers writing one folder would
+    interleave their logs. Under torchrun every rank learns rank 0's outcome, so all of them refuse together."""
+    distributed.init()  # idempotent: start() joins the same group
+    out = Path(cfg.trainer.output_dir)
+    lock = refusal = None
+    if distributed.is_main():
+        try:
+            lock = FolderLock(out)
+        except FolderInUse as err:
+            refusal = str(err)
+    refusal = distributed.broadcast(refusal)
+    if refusal is not None:
+        raise FolderInUse(refusal)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def start(cfg) -> Path:
     """Join the process group (torchrun), check the config, create the run folder, write config.yaml, seed."""
     tcfg = cfg.trainer
+    validate_config(cfg)  # every range and registry name (bench/config_ranges.py): nothing is written before it
     distributed.init()  # torchrun: join the process group (one process: nothing to do)
-    distributed.check_config(cfg)
+    distributed.check_config(cfg)  # the rules that depend on the world size
     out = Path(tcfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
-    if tcfg.resume not in ("none", "auto"):
-        raise ValueError(f"trainer.resume={tcfg.resume!r}; use 'none' or 'auto'")
+    check_resume_config(cfg, out)
     if distributed.is_main():
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     seed_everything(tcfg.seed)
-    check_algorithm(cfg)
-    check_straightness(cfg)
-    check_extrapolation(cfg)
     return out
+
+
+# Launch settings a resume may always change: they do not change what the run computes.
+RESUME_IGNORES = ("trainer.resume", "trainer.resume_may_change", "trainer.output_dir", "trainer.threads",
+                  "world.cache_dir", "logging")
+
+
+def check_resume_config(cfg, out: Path) -> None:
+    """``trainer.resume=auto`` over a checkpoint continues the run whose config is ``<out>/config.yaml``: a
+    different config refuses (core/config_diff.py), listing the keys, unless ``trainer.resume_may_change`` names
+    them; the named changes are printed. Runs before config.yaml is rewritten and before anything loads."""
+    stored = out / "config.yaml"
+    if cfg.trainer.resume == "none" or not stored.exists() or not all_checkpoints(out):
+        return
+    changed = check_unchanged(OmegaConf.to_container(OmegaConf.load(stored), resolve=False),
+                              OmegaConf.to_container(cfg, resolve=True), what=str(stored),
+                              allowed=cfg.trainer.resume_may_change, ignored=RESUME_IGNORES,
+                              how_to_allow="trainer.resume_may_change")
+    if changed and distributed.is_main():
+        print(f"resuming {out} with changed keys: "
+              + "; ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in changed.items()), file=sys.stderr)
 
 
 def load_models(cfg, world) -> tuple:
@@ -146,13 +191,6 @@ def build_extrapolation(cfg, student, engine, world, teacher=None, rollout_model
     if cfg.effopd.probe_when_disabled:
         return DirectionProbe(student, cfg.effopd.schedule)
     return None
-
-
-def check_straightness(cfg) -> None:
-    """Start-up check of the straightness settings (before any model loads)."""
-    if cfg.trainer.straightness_max_host_mb < 0:
-        raise ValueError(f"trainer.straightness_max_host_mb={cfg.trainer.straightness_max_host_mb}; use a size in MB "
-                         "(> 0), or 0 for no cap")
 
 
 def build_straightness(cfg, student) -> StraightnessTracker | None:

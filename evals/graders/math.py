@@ -47,11 +47,15 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from fractions import Fraction
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from functools import lru_cache
 
 _BOX_OPENERS = ("\\boxed{", "\\fbox{")
-_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+# Numbers are ASCII: [0-9], never \d, which (like int() and Decimal()) also accepts full-width "１２", Arabic-Indic
+# "١٢", mathematical-bold "𝟏𝟐" and every other Unicode digit. Strict mode must not read those as numbers, and
+# math-verify does not either (they only ever match as strings), so the exact shortcuts must not.
+_PLAIN_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+_GROUPED_NUMBER = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+")
 
 CORRECT, WRONG, NO_ANSWER, TRUNCATED = "correct", "wrong", "no_answer", "truncated"
 GRADER_TIMEOUT, GRADER_ERROR, GOLD_UNPARSEABLE = "grader_timeout", "grader_error", "gold_unparseable"
@@ -85,11 +89,17 @@ def extract_last_boxed(text: str) -> str | None:
     return None
 
 
-def _as_number(s: str) -> Fraction | None:
-    s = s.strip().replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", s.strip()) else s.strip()
-    if not _PLAIN_NUMBER.match(s):
-        return None
-    return Fraction(s)
+def _as_number(s: str) -> Decimal | None:
+    """The exact value of a plain ASCII number (``-12``, ``.5``, ``28.``, ``1,000``), else None.
+
+    A Decimal, not a Fraction: Fraction(str) goes through int(), whose 4,300-digit limit
+    (``sys.get_int_max_str_digits``) turned a long boxed integer into a grader_error; Decimal has no such limit
+    and its equality is exact.
+    """
+    s = s.strip()
+    if _GROUPED_NUMBER.fullmatch(s):
+        s = s.replace(",", "")
+    return Decimal(s) if _PLAIN_NUMBER.match(s) else None
 
 
 def grade_strict(pred: str | None, gold: str) -> bool:
@@ -104,14 +114,39 @@ def grade_strict(pred: str | None, gold: str) -> bool:
 # normalisation and gold checks
 # ----------------------------------------------------------------------------------------------------------
 _SCI = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?![\w.])")
-_TRAILING_PCT = re.compile(r"(?:\\[,;! ]|\s)*\\?%\s*$")
+_LATEX_SPACES = frozenset(("\\,", "\\;", "\\!", "\\ "))
 _TRAILING_DOT = re.compile(r"(?<=\d)\.(?=\s*(?:[/,)\]}]|$))")
 # A LaTeX command that takes a brace/bracket argument, written without its backslash: ``sqrt{7}`` is read by
 # math-verify as the product s*q*r*t*7, silently giving a wrong gold value (HMMT25-Nov problem 20).
 _BARE_COMMAND = re.compile(r"(?<![\\A-Za-z])(d?frac|tfrac|sqrt|binom|text|textbf|mathrm|mathbf|boxed)\s*[{\[]")
-_RATIONAL = re.compile(r"^([+-]?)(?:(\d+)|\\[dt]?frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))$")
-_SIMPLE_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(\\times 10\^\{[+-]?\d+\})?$")
+_RATIONAL = re.compile(r"^([+-]?)(?:([0-9]+)|\\[dt]?frac\{([0-9]+)\}\{([0-9]+)\}|([0-9]+)/([0-9]+))$")
+_SIMPLE_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(\\times 10\^\{[+-]?[0-9]+\})?$")
 _PAIR = re.compile(r"^([\[(])([^,\[\]()]+),([^,\[\]()]+)([\])])$")
+
+
+def _strip_trailing_percent(s: str) -> str:
+    """Drop a trailing ``%`` / ``\\%`` with the spaces and LaTeX spaces (``\\,`` ``\\;`` ``\\!`` ``\\ ``) before it.
+
+    One scan back from the end, so linear. It gives exactly what ``re.sub(r"(?:\\\\[,;! ]|\\s)*\\\\?%\\s*$", "", s)``
+    gave, but that regex was retried from every position of a space run and backtracked over the rest of it
+    each time: quadratic, minutes for an answer with a 100k-space run.
+    """
+    t = s.rstrip()
+    if not t.endswith("%"):
+        return s
+    end = len(t) - 1
+    if t[end - 1 : end] == "\\":
+        end -= 1
+    while end:
+        # A space after a backslash is the LaTeX space ``\\ ``: taking both keeps the scan going further back
+        # (a lone backslash ends it), which is the regex's leftmost match.
+        if t[max(end - 2, 0) : end] in _LATEX_SPACES:
+            end -= 2
+        elif t[end - 1].isspace():  # what the regex's \s matches
+            end -= 1
+        else:
+            break
+    return t[:end]
 
 
 def normalize_latex(s: str) -> str:
@@ -119,14 +154,29 @@ def normalize_latex(s: str) -> str:
     s = s.strip()
     if len(s) > 1 and s[0] == s[-1] == "$" and "$" not in s[1:-1]:
         s = s[1:-1].strip()  # OlympiadBench-style ``$...$`` golds
-    s = _TRAILING_DOT.sub("", _TRAILING_PCT.sub("", s))
+    s = _TRAILING_DOT.sub("", _strip_trailing_percent(s))
     return _SCI.sub(lambda m: f"{m.group(1)}\\times 10^{{{m.group(2)}}}", s)
 
 
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 # Not braces: math-verify reads \text {red} and \text{red} differently (found on a Minerva gold), and the
 # shortcut below must never change a result.
-_SPACE_AROUND = re.compile(r"\s*([,()\[\]=+\-])\s*")
+_SPACED_OPERATORS = frozenset(",()[]=+-")
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def _drop_spaces_around_operators(s: str) -> str:
+    """Delete each whitespace run that touches one of ``,()[]=+-``.
+
+    The same result as ``re.sub(r"\\s*([,()\\[\\]=+\\-])\\s*", r"\\1", s)``, which retried a space run from each
+    of its positions (quadratic); ``\\s+`` takes a whole run at its first position and never backtracks.
+    """
+
+    def replace(m: re.Match) -> str:
+        before, after = s[m.start() - 1 : m.start()], s[m.end() : m.end() + 1]
+        return "" if before in _SPACED_OPERATORS or after in _SPACED_OPERATORS else m.group()
+
+    return _SPACE_RUN.sub(replace, s)
 
 
 def canonical_answer(s: str) -> str:
@@ -137,7 +187,7 @@ def canonical_answer(s: str) -> str:
     where ``\\pi r`` needs its space), plus :func:`normalize_latex`.
     """
     s = normalize_latex(s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return _SPACE_AROUND.sub(r"\1", _LEFT_RIGHT.sub("", s)).strip()
+    return _drop_spaces_around_operators(_LEFT_RIGHT.sub("", s)).strip()
 
 
 def _braces_balanced(s: str) -> bool:
@@ -213,19 +263,50 @@ def check_gold(gold: str, mode: str = "math_verify", mv_timeout: int | None = 5)
 # ----------------------------------------------------------------------------------------------------------
 # comparison
 # ----------------------------------------------------------------------------------------------------------
-def _as_rational(s: str) -> Fraction | None:
+# Products of integers are exact in this context (no result reaches MAX_PREC digits).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+@dataclass(frozen=True, eq=False)
+class _Ratio:
+    """The rational num/den (den > 0) of two Decimal integers, compared exactly by cross-multiplication.
+
+    Not a Fraction: that needs int(), whose string conversion stops at 4,300 digits (a long boxed integer was a
+    grader_error) and is quadratic below that; Decimal parses and multiplies without either.
+    """
+
+    num: Decimal
+    den: Decimal
+
+    def _cross(self, other: _Ratio) -> tuple[Decimal, Decimal]:
+        return _EXACT.multiply(self.num, other.den), _EXACT.multiply(other.num, self.den)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Ratio):
+            return NotImplemented
+        a, b = self._cross(other)
+        return a == b
+
+    def __lt__(self, other: _Ratio) -> bool:
+        a, b = self._cross(other)
+        return a < b
+
+
+def _as_rational(s: str) -> _Ratio | None:
     m = _RATIONAL.match(s.strip())
-    if not m or m.group(4) == "0" or m.group(6) == "0":
+    if not m:
         return None
     sign, integer, fn, fd, sn, sd = m.groups()
-    value = Fraction(int(integer)) if integer is not None else Fraction(int(fn or sn), int(fd or sd))
-    return -value if sign == "-" else value
+    num, den = (Decimal(integer), Decimal(1)) if integer is not None else (Decimal(fn or sn), Decimal(fd or sd))
+    if not den:
+        return None  # x/0 (or x/00) is no number: math-verify decides
+    return _Ratio(num.copy_negate() if sign == "-" else num, den)  # copy_negate: unary minus would round
 
 
-def _exact_value(canonical: str) -> Fraction | tuple | None:
+def _exact_value(canonical: str) -> _Ratio | tuple | None:
     """A value to compare exactly, for the forms where that is what math-verify does; else None.
 
-    A Fraction for integers and integer fractions; ``(bracket, lo, hi, bracket)`` for an interval with rational
+    A :class:`_Ratio` for integers and integer fractions; ``(bracket, lo, hi, bracket)`` for an interval with rational
     ends and lo < hi (math-verify reads ``(2,1)``, ``[2,1]`` and ``(1,1)`` as tuples and ``[1,1)`` as the empty
     set, so those go to math-verify).
     """

@@ -3,8 +3,12 @@ the defective-gold checks on the real benchmark golds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +16,9 @@ import pytest
 
 from evals.graders.math import (
     GRADERS,
+    _drop_spaces_around_operators,
+    _strip_trailing_percent,
+    canonical_answer,
     check_gold,
     extract_last_boxed,
     grade_math,
@@ -76,6 +83,18 @@ def test_extract_last_boxed(text, expected):
 )
 def test_grade_strict(pred, gold, expected):
     assert grade_strict(pred, gold) is expected
+
+
+@pytest.mark.parametrize("digits", ["１２", "١٢", "۱۲", "१२", "𝟏𝟐", "1２", "+１２.０"])
+def test_strict_reads_only_ascii_digits(digits):
+    """int(), Decimal() and \\d read full-width, Arabic-Indic, Devanagari, mathematical-bold... digits as numbers;
+    strict mode must not, in the prediction or in the gold."""
+    assert grade_strict(digits, "12") is False
+    assert grade_math(B(digits), "12", STRICT).status == "wrong"
+    assert grade_math(B("12"), digits, STRICT).status == "gold_unparseable"
+    # math-verify reads them only as strings, so its exact-value shortcut must not read them as 12 either
+    assert grade_math(B(digits), "12").status == "wrong"
+    assert check_gold(digits) == "math-verify cannot parse it"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -177,6 +196,7 @@ GRADE_CASES = [
     (B("10\\text{ cm}"), "10", MV, False, "correct"),  # units in \text are dropped
     (B("\\$18.90"), "18.9", MV, False, "correct"),
     (B("12345678901234567890"), "12345678901234567891", MV, False, "wrong"),  # big ints compared exactly
+    (B("1/00"), "1", MV, False, "wrong"),  # a zero denominator is left to math-verify (was a ZeroDivisionError)
     # extraction: nested braces, \fbox, last box wins
     (B("\\frac{\\frac{1}{2}}{3}"), "\\frac{1}{6}", MV, False, "correct"),
     ("so \\fbox{7}", "7", MV, False, "correct"),
@@ -207,6 +227,24 @@ def test_grade_math_table(response, gold, mode, truncated, expected):
     assert g.status == expected, g
     assert g.score == (1.0 if expected == "correct" else 0.0)
     assert g.extracted == extract_last_boxed(response)  # kept even when truncated or the gold is bad
+
+
+def test_integers_beyond_the_int_string_limit():
+    """int(str) refuses more than 4,300 digits (sys.get_int_max_str_digits): a long boxed integer equal to the
+    gold was a grader_error. Graded exactly, without touching the interpreter's limit."""
+    limit = sys.get_int_max_str_digits()
+    big, other = "7" * 5000, "7" * 4999 + "8"
+    for mode in (STRICT, MV):
+        assert grade_math(B(big), big, mode).status == "correct"
+        assert grade_math(B("00" + big), big, mode).status == "correct"
+        assert grade_math(B(other), big, mode).status == "wrong"
+        assert grade_math(B("-" + big), big, mode).status == "wrong"
+    assert grade_math(B(big + ".0"), big, STRICT).status == "correct"
+    assert grade_math(B(f"\\frac{{{big}0}}{{10}}"), big, MV).status == "correct"
+    assert grade_math(B(f"-{big}/7"), f"-\\frac{{{big}}}{{7}}", MV).status == "correct"
+    assert grade_math(B(f"(1, {other})"), f"(1,{big})", MV).status == "wrong"
+    assert grade_math(B(f"({big}, {other})"), f"({big},{other})", MV).status == "correct"
+    assert sys.get_int_max_str_digits() == limit
 
 
 def test_grade_case_table_is_large_enough():
@@ -240,6 +278,47 @@ def test_normalize_latex():
     assert normalize_latex("50\\%") == "50" and normalize_latex("50 \\%") == "50"
     assert normalize_latex("-1./3") == "-1/3" and normalize_latex("1.5") == "1.5"
     assert normalize_latex(normalize_latex("4.5e33")) == normalize_latex("4.5e33")  # idempotent
+    assert normalize_latex("50\\,\\%") == "50" and normalize_latex("50\\ \\%") == "50"
+
+
+# The former (quadratic) regexes, kept as the reference the linear rewrites must reproduce exactly.
+OLD_TRAILING_PCT = re.compile(r"(?:\\[,;! ]|\s)*\\?%\s*$")
+OLD_SPACE_AROUND = re.compile(r"\s*([,()\[\]=+\-])\s*")
+
+
+def _all_strings(alphabet: str, max_len: int):
+    for n in range(max_len + 1):
+        yield from map("".join, itertools.product(alphabet, repeat=n))
+
+
+def test_linear_normalisation_matches_the_old_regexes():
+    """Every string of up to 6 characters over the characters that matter (LaTeX spaces \\, \\! \\ , whitespace,
+    %, operators, a backslash before a space) gives the old regexes' result."""
+    for s in _all_strings(" \t\\,!%1", 6):
+        assert _strip_trailing_percent(s) == OLD_TRAILING_PCT.sub("", s), repr(s)
+    for s in _all_strings(" \n,(=a\\", 6):
+        assert _drop_spaces_around_operators(s) == OLD_SPACE_AROUND.sub(r"\1", s), repr(s)
+
+
+def _normalise_long_space_runs(n: int = 200_000) -> float:
+    """Seconds :func:`canonical_answer` takes on runs of ``n`` spaces (plain, LaTeX, around an operator)."""
+    runs = ["1" + " " * n + "2", "1" + "\\," * (n // 2) + "2", "1" + "\\ " * (n // 2) + "\\%", "(" + " \t" * n + ")"]
+    t0 = time.monotonic()
+    for s in runs:
+        canonical_answer(s)
+    return time.monotonic() - t0
+
+
+def test_normalisation_is_linear_on_long_space_runs():
+    """200k-character space runs normalise in well under the grader pool's 10 s deadline.
+
+    The old regexes retried a run from each of its positions (~200 s for 100k spaces). In a subprocess, so that a
+    quadratic regression fails at the deadline instead of stalling the suite.
+    """
+    code = "from tests.evals.test_math_grader import _normalise_long_space_runs as f; print(f())"
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    assert run.returncode == 0, run.stderr
+    assert float(run.stdout) < 2.0
 
 
 FAST_PATH_PAIRS = [
@@ -252,6 +331,8 @@ FAST_PATH_PAIRS = [
     ("[2,1]", "(2,1)"),  # surprising but pinned: lo > hi makes both tuples, brackets ignored -> equal
     ("[1,1)", "(1,1]"),  # both the empty set -> equal
     ("(1,2)", "\\{1,2\\}"),  # surprising: math-verify says the open interval (1,2) equals the set {1,2}
+    # math-verify reads non-ASCII digits only as strings: never equal to the number
+    ("12", "١٢"), ("\\frac{1}{2}", "\\frac{１}{２}"), ("(1,2)", "(１,２)"),
 ]
 
 

@@ -1,12 +1,16 @@
-"""The eval runner end to end on a tiny-world checkpoint: records, summary, resume, trainer agreement."""
+"""The eval runner end to end on a tiny-world checkpoint: records, summary, resume (torn last line included), the
+results-folder lock, trainer agreement."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from core.config_diff import ConfigChanged
+from core.run_lock import FolderInUse, folder_lock
 from evals.config import compose_eval_config
 from evals.run import run_eval
 
@@ -53,18 +57,63 @@ def test_tiny_world_eval_writes_records_and_summary(student_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path):
+def test_resumed_eval_matches_an_uninterrupted_one(student_path, tmp_path, capsys):
     run_eval(eval_cfg(student_path, tmp_path / "full"))
     full = read(tmp_path / "full" / "samples.jsonl")
-    # Interrupt after the first chunk (2 problems x 3 samples), then rerun: only the rest is generated.
+    # Interrupt after the first chunk (2 problems x 3 samples) and one more sample, then rerun: only the rest is
+    # generated. The crash tore the second chunk's second sample mid-write: it is dropped (said in one line) and
+    # generated again.
     part = tmp_path / "part"
     part.mkdir()
-    (part / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[:6]))
+    torn = json.dumps(full[7])[:40]
+    (part / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[:7]) + torn)
+    capsys.readouterr()
     run_eval(eval_cfg(student_path, part))
+    assert [line for line in capsys.readouterr().err.splitlines() if "torn" in line] == \
+        [f"{part / 'samples.jsonl'}: dropped its torn last line 8 (a write cut short by a crash); that record is "
+         "written again"]
     resumed = read(part / "samples.jsonl")
     key = lambda r: (r["problem_id"], r["sample_index"])  # noqa: E731
     assert sorted(map(key, resumed)) == sorted(map(key, full))
     assert {key(r): r["response"] for r in resumed} == {key(r): r["response"] for r in full}
+
+
+@pytest.mark.slow
+def test_a_rerun_under_another_protocol_refuses_naming_the_keys(student_path, tmp_path):
+    """Rerunning into a folder with temperature 0 and seed 7 would reuse the temperature-1 samples under a protocol
+    that says temperature 0: it refuses, listing the keys, and leaves the folder as it was."""
+    out = tmp_path / "ev"
+    run_eval(eval_cfg(student_path, out, "tiny_n=2"))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(ConfigChanged, match=r"differs from .*config.json in 2 key\(s\): seed: 0 -> 7; temperature: "
+                                            r"1.0 -> 0.0\. .*resume_may_change=\[seed,temperature\]"):
+        run_eval(eval_cfg(student_path, out, "tiny_n=2", "temperature=0", "seed=7"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
+    run_eval(eval_cfg(student_path, out, "tiny_n=2", "limit=1", "k=2"))  # neither changes what a sample is
+    with pytest.raises(ValueError, match="resume_may_change names 'temprature'"):
+        run_eval(eval_cfg(student_path, out, "tiny_n=2", "resume_may_change=[temprature]"))
+
+
+@pytest.mark.slow
+def test_a_corrupt_line_before_the_last_is_an_error_naming_file_and_line(student_path, tmp_path):
+    run_eval(eval_cfg(student_path, tmp_path / "ev", "tiny_n=2"))
+    path = tmp_path / "ev" / "samples.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2]) + lines[2][:30] + "\n" + "".join(lines[3:]))
+    with pytest.raises(ValueError, match=rf"{path}: line 3 is not JSON \(column .*\); fix or delete that line"):
+        run_eval(eval_cfg(student_path, tmp_path / "ev", "tiny_n=2"))
+
+
+def test_a_second_eval_into_a_locked_folder_refuses_before_loading_the_model(tmp_path):
+    """Two evals appending to one samples.jsonl would duplicate samples: the second refuses, naming the holder."""
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "samples.jsonl").write_text('{"problem_id": "p", "sample_index": 0}\n')
+    with folder_lock(out):  # this process plays the first eval; the model path does not exist, and is never read
+        with pytest.raises(FolderInUse, match=rf"{out} is in use by pid {os.getpid()} on host "):
+            run_eval(eval_cfg(tmp_path / "no-model", out))
+    assert (out / "samples.jsonl").read_text() == '{"problem_id": "p", "sample_index": 0}\n'
+    assert not (out / "config.json").exists()
 
 
 @pytest.mark.slow

@@ -1,11 +1,12 @@
 """Containment tests for evals.graders.code.sandbox: each one really attempts the attack, then checks the parent.
 
-Run in both isolations where the machine has them: ``namespaces`` (real containment) and the ``rlimits`` fallback
-(rlimits + best-effort audit-hook guards). Where a fallback cannot contain something, the test says so (xfail).
+Run in both isolations where the machine has them: ``namespaces`` (real containment) and the ``unsafe-rlimits`` mode
+(rlimits + best-effort audit-hook guards; only by name). Where it cannot contain something, the test says so.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ if not sys.platform.startswith("linux"):
 
 CAPS = sandbox.capabilities()
 MODES = [pytest.param("namespaces", marks=pytest.mark.skipif(not CAPS["namespaces"], reason=CAPS["reason"] or "-")),
-         "rlimits"]
+         "unsafe-rlimits"]
 FAST = Limits(cpu_seconds=2, wall_seconds=3, memory_bytes=512 << 20, max_processes=16)
 
 
@@ -67,7 +68,7 @@ def outside_dirs(tmp_path):
 
 
 def test_capabilities_report():
-    assert CAPS["isolation"] in ("namespaces", "rlimits")
+    assert CAPS["isolation"] in ("namespaces", None)
     if CAPS["namespaces"]:
         assert CAPS["setup"]["readonly_fs"] and CAPS["setup"]["pid_ns"] and "/tmp" in CAPS["setup"]["private_tmp"]
 
@@ -143,7 +144,7 @@ def test_deleting_outside_the_workdir_is_blocked(mode, outside_dirs):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_subprocesses_are_contained_or_blocked(mode, outside_dirs):
-    """namespaces: subprocesses run, inside the same jail; rlimits fallback: process creation is denied."""
+    """namespaces: subprocesses run, inside the same jail; unsafe-rlimits: process creation is denied."""
     target = outside_dirs[1] / "from-shell"
     src = (f"import os, subprocess\nprint('ls rc', subprocess.run(['ls', '/']).returncode)\n"
            f"print('system rc', os.system('touch {target}'))\n")
@@ -192,3 +193,89 @@ def test_output_flood_and_compile_error(mode):
     assert classify(r, flood) == "output_limit" and len(r.stdout) <= flood.tail_bytes
     assert classify(run_python("def f(:\n", limits=FAST, isolation=mode)) == "compile_error"
     assert classify(run_python("raise ValueError('boom')", limits=FAST, isolation=mode)) == "runtime_error"
+
+
+def test_auto_refuses_without_namespaces_and_rlimits_must_be_named_unsafe(monkeypatch):
+    monkeypatch.setattr(sandbox, "_CAPS", {**CAPS, "namespaces": False, "isolation": None,
+                                          "reason": "unshare (util-linux) not found"})
+    with pytest.raises(sandbox.SandboxError, match=r"no namespaces \(unshare \(util-linux\) not found\).*refused.*"
+                                                   r"isolation='unsafe-rlimits'"):
+        run_python("print('hi')", limits=FAST)
+    with pytest.raises(ValueError, match="'rlimits' is now 'unsafe-rlimits'"):
+        run_python("print('hi')", limits=FAST, isolation="rlimits")
+    r = run_python("print('hi')", limits=FAST, isolation="unsafe-rlimits")  # named: it runs, and says how
+    assert r.stdout == "hi\n" and r.isolation == "unsafe-rlimits"
+
+
+FORK_AND_HOLD = """
+import os, time
+kids = []
+for i in range({n}):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        try:
+            block = b"x" * ({mb} << 20)  # touched pages: counted by the kernel
+            time.sleep(1.5)
+            os._exit(0)
+        except MemoryError:
+            os._exit(3)
+    kids.append(pid)
+held = sum(os.waitpid(p, 0)[1] == 0 for p in kids)
+print(len(kids), held)
+"""
+
+
+@pytest.mark.skipif(not CAPS["namespaces"], reason=CAPS["reason"] or "no namespaces")
+@pytest.mark.skipif(sandbox.memory_cgroup.available() is None, reason="no memory cgroup can be created here")
+def test_total_memory_of_all_processes_is_capped():
+    """Four children holding 600 MB each under a 1 GiB total (1 GiB per process): the cgroup keeps the sum under
+    the cap, so they cannot all hold their block at once."""
+    limits = Limits(cpu_seconds=10, wall_seconds=20, memory_bytes=1 << 30, total_memory_bytes=1 << 30,
+                    max_processes=16)
+    r = run_python(FORK_AND_HOLD.format(n=4, mb=600), limits=limits, isolation="namespaces")
+    total = r.setup["memory_total"]
+    assert total["by"].startswith("cgroup") and total["bytes"] == 1 << 30
+    assert total["peak_bytes"] is None or total["peak_bytes"] <= (1 << 30), total
+    assert r.stdout.strip() != "4 4", r.stdout  # not every child held its 600 MB
+    assert total["cap_hits"] > 0
+
+
+def test_without_a_cgroup_the_process_count_bounds_the_total(monkeypatch):
+    assert Limits(memory_bytes=512 << 20, total_memory_bytes=1 << 30, max_processes=64).process_cap() == 2
+    assert Limits(memory_bytes=1 << 30, total_memory_bytes=256 << 20).process_cap() == 1
+    if not CAPS["namespaces"]:
+        pytest.skip(CAPS["reason"] or "no namespaces: RLIMIT_NPROC needs the sandbox's own uid")
+    monkeypatch.setattr(sandbox.memory_cgroup, "available", lambda: None)
+    limits = Limits(cpu_seconds=5, wall_seconds=10, memory_bytes=512 << 20, total_memory_bytes=1 << 30)
+    r = run_python(FORK_AND_HOLD.format(n=4, mb=1), limits=limits, isolation="namespaces")
+    assert r.setup["memory_total"] == {"bytes": 1 << 30, "max_processes": 2, "by": "process cap"}
+    forked = int(r.stdout.split()[0])
+    assert forked <= 1, r.stdout  # the worker plus one child: 2 x 512 MB fits the 1 GiB total
+
+
+@pytest.mark.skipif(not CAPS["namespaces"], reason=CAPS["reason"] or "no namespaces")
+def test_host_files_outside_what_python_needs_do_not_exist(outside_dirs):
+    """World-readable host files (another project's folder, the checkout's caches, /etc's other files, /home) are
+    not in the jail's tree at all; the interpreter, its libraries and the evals package are."""
+    victims = [str(d / "sentinel") for d in outside_dirs]
+    for d in outside_dirs:
+        os.chmod(d, 0o755)
+        os.chmod(d / "sentinel", 0o644)
+    probes = [*victims, "/etc/hostname", "/etc/os-release", "/home", str(Path(sandbox.REPO_ROOT) / "bench"),
+              str(Path(sandbox.REPO_ROOT) / "README.md")]
+    src = ("import os, sys, json\n"
+           f"print(json.dumps({{p: os.path.exists(p) for p in {probes!r}}}))\n"
+           "print(json.dumps(sorted(os.listdir('/'))))\n"
+           f"print(os.path.exists({str(Path(sandbox.REPO_ROOT) / 'evals' / '__init__.py')!r}), "
+           "os.path.exists(sys.executable))\n")
+    r = run_python(src, limits=FAST, isolation="namespaces")
+    assert r.exit_code == 0, r.stderr
+    seen, top, needed = r.stdout.splitlines()
+    assert json.loads(seen) == {p: False for p in probes}
+    assert set(json.loads(top)) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc",
+                                    "tmp", "var", *(p.strip("/").split("/")[0] for p in sandbox._expose_paths())}
+    assert needed == "True True"
+    assert set(r.setup["new_root"]) >= set(sandbox._expose_paths())

@@ -1,9 +1,11 @@
-"""``python -m bench.leaderboard validate [file ...] [--check-files]`` and ``python -m bench.leaderboard render``.
+"""``python -m bench.leaderboard validate [file ...] [--check-files]``, ``render`` and ``reproduce BUNDLE``.
 
 validate: every file given (default: every bundle in results/leaderboard/submissions/); prints OK or
 REJECTED with one line per reason, exits 1 if any is rejected. render: validates the same folder, then writes
 results/LEADERBOARD.md and results/leaderboard.html from the accepted bundles (rejected ones are left out,
-and the command fails, so `make leaderboard` never publishes a bad board silently).
+and the command fails, so `make leaderboard` never publishes a bad board silently); each entry shows its
+status. reproduce: re-run one of a bundle's runs at its commit and record the verdict in
+results/leaderboard/reproductions/ (bench/studies/leaderboard/reproduce.py); exits 1 when it does not reproduce.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from bench.studies.leaderboard.bundle import SUBMISSIONS_DIR
 from bench.studies.leaderboard.render import render
+from bench.studies.leaderboard.reproduce import REPRODUCTIONS_DIR, ReproduceError, reproduce
 from bench.studies.leaderboard.validate import file_problems, load_json, submission_files, validate_file
 from core.paths import RESULTS_DIR
 
@@ -50,7 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render", help="write results/LEADERBOARD.md and results/leaderboard.html")
     r.add_argument("--submissions", type=Path, default=SUBMISSIONS_DIR)
     r.add_argument("--out", type=Path, default=RESULTS_DIR)
+    rp = sub.add_parser("reproduce", help="re-run a bundle's run at its commit; record reproduced or failed")
+    rp.add_argument("bundle", type=Path)
+    rp.add_argument("--method", help="which submitted method to re-run (default: the best by step speedup)")
+    rp.add_argument("--seed", type=int, help="which of its seeds (default: the smallest)")
+    rp.add_argument("--cache-dir", type=Path, help="world cache for the re-run (default: $EFFOPD_CACHE_DIR or "
+                    ".cache/effopd-bench)")
+    rp.add_argument("--out", type=Path, default=REPRODUCTIONS_DIR, help="where the verdict is written")
     args = p.parse_args(argv)
+    if args.cmd == "reproduce":
+        try:
+            rec = reproduce(args.bundle, method=args.method, seed=args.seed, cache_dir=args.cache_dir,
+                            out_dir=args.out)
+        except ReproduceError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{rec['verdict']}: {rec['method']} seed {rec['seed']} at {rec['commit'][:10]} ({rec['mode']}): "
+              f"claimed {rec['claimed']}, measured {rec['measured']}" + "".join(f"\n  - {m}" for m in rec["misses"]))
+        return 0 if rec["verdict"] == "reproduced" else 1
     if args.cmd == "validate":
         files = args.files or submission_files(args.submissions)
         if not files:

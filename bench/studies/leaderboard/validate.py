@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -267,10 +268,28 @@ def protocol_problems(bundle: dict, tracks: dict) -> list[str]:
     return out
 
 
+def commit_problems(commit: str, repo: Path = REPO_ROOT) -> list[str]:
+    """The bundle's commit must be in this repository's history (a made-up one cannot be reproduced). Not
+    decidable, so not checked, outside a full git clone (a source tarball, a shallow CI checkout)."""
+    from bench.studies.leaderboard.reproduce import ReproduceError, check_commit, git
+
+    try:
+        if git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() != b"false":
+            return []
+        check_commit(commit, repo)
+    except (OSError, subprocess.SubprocessError):
+        return []  # no git here
+    except ReproduceError as err:
+        return [f"provenance: provenance.git.{err}"]
+    return []
+
+
 def provenance_problems(bundle: dict) -> list[str]:
     out, prov = [], bundle["provenance"]
     if set(prov["git"]["commit"]) == {"0"}:
         out.append("provenance: provenance.git.commit is a placeholder; give the commit the runs were made at")
+    else:
+        out += commit_problems(prov["git"]["commit"])
     for pkg in ("torch", "transformers", "effopd-bench"):
         if not prov["packages"].get(pkg):
             out.append(f"provenance: provenance.packages.{pkg} is missing")
@@ -346,7 +365,10 @@ def validate_bundle(bundle: dict, *, sidecar_bytes: bytes | None = None, folder:
     problems += provenance_problems(bundle)
     problems += duplicate_problems(bundle, submissions_dir or SUBMISSIONS_DIR, self_path)
     if check_files:
-        problems += file_problems(bundle)[0]
+        found, checked = file_problems(bundle)
+        listed = sum(len(r["files"]) for r in bundle["runs"])
+        problems += found if checked else [f"check-files: none of the {listed} run files the bundle lists is here, so "
+                                           "nothing was checked; run it where the run folders are"]
     return problems
 
 

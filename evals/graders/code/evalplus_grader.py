@@ -217,8 +217,11 @@ def grade_evalplus(dataset: str, samples: list[dict[str, Any]], *, data_dir=None
     prompt), as evalplus's sample files) on HumanEval+ (``"humaneval"``) or MBPP+ (``"mbpp"``).
 
     Grades come back in sample order; several samples per task are fine. ``isolation``: a sandbox isolation
-    (``auto``/``namespaces``/``rlimits``) or ``"evalplus"`` for evalplus's own process guard only.
+    (``auto``/``namespaces``/``unsafe-rlimits``; ``auto`` refuses without namespaces) or ``"evalplus"`` for
+    evalplus's own process guard only (no containment either: trusted code only).
     """
+    if isolation != "evalplus":
+        isolation = sandbox.resolve_isolation(isolation)  # refuses here, before any job, when auto has no namespaces
     problems, expected, meta = load_problems(dataset, data_dir, cache_dir)
     jobs = []
     for s in samples:
@@ -235,7 +238,7 @@ def grade_evalplus(dataset: str, samples: list[dict[str, Any]], *, data_dir=None
         isolation_used = "evalplus"
     else:
         grades = sandbox.map_bounded(_grade_sandboxed, jobs, parallel)
-        isolation_used = isolation if isolation != "auto" else sandbox.capabilities()["isolation"]
+        isolation_used = isolation
     meta.update(min_time_limit=min_time_limit, gt_time_limit_factor=gt_time_limit_factor, memory_bytes=memory_bytes,
                 base_only=base_only, parallel=parallel, isolation=isolation_used, n_samples=len(samples))
     return EvalplusResult(dataset, grades, meta)

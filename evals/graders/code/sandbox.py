@@ -8,13 +8,18 @@ Every execution is a fresh process tree (``sandbox_child.py`` is the inside) wit
 - isolation, chosen once per process by ``capabilities()``:
   ``namespaces`` (real containment; needs ``unshare`` from util-linux and either root or unprivileged user
   namespaces): fresh network namespace (no interface but a down loopback: no network at all), pid namespace
-  (the program sees only itself; all its processes die with the supervisor), mount namespace with the whole
-  tree read-only + nosuid and private tmpfs on /tmp, /var/tmp and /dev/shm, IPC and UTS namespaces; as root,
+  (the program sees only itself; all its processes die with the supervisor), mount namespace whose root is a new,
+  read-only, nosuid tree holding only the system's libraries, the interpreter, the venv and the project's evals
+  package (the host's other files do not exist in it), private tmpfs on /tmp, /var/tmp and /dev/shm, IPC and UTS
+  namespaces; as root,
   the program also runs under a fresh unprivileged uid, so RLIMIT_NPROC bounds fork bombs and no root-owned
   file is writable or readable unless world-readable.
-  ``rlimits`` (fallback): rlimits, clean env, uid drop when root *and* the interpreter is world-reachable,
-  plus best-effort audit-hook guards (``sandbox_child.install_guards``) against sockets, process creation,
-  ctypes and writes outside the work directory. Those guards stop accidents, not a determined adversary.
+  ``unsafe-rlimits`` (only when asked for by name): rlimits, clean env, uid drop when root *and* the interpreter
+  is world-reachable, plus best-effort audit-hook guards (``sandbox_child.install_guards``) against sockets,
+  process creation, ctypes and writes outside the work directory. Those guards stop accidents, not a determined
+  adversary: the program may run as root, read what the user reads and signal the parent. ``auto`` therefore
+  never falls back to it: without namespaces it refuses (``SandboxError``), naming the fix and the flag, and a
+  result made with the flag says ``unsafe-rlimits`` wherever its isolation is reported.
 """
 
 from __future__ import annotations
@@ -33,15 +38,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from evals.graders.code import memory_cgroup
 from evals.graders.code.sandbox_child import WORKDIR_NS
 
 CHILD = str(Path(__file__).with_name("sandbox_child.py"))
 REPO_ROOT = str(Path(__file__).resolve().parents[3])
-ISOLATIONS = ("auto", "namespaces", "rlimits")
+ISOLATIONS = ("auto", "namespaces", "unsafe-rlimits")
+UNSAFE = "unsafe-rlimits"
 # A per-run uid from a range no real account uses, so RLIMIT_NPROC counts only this run's processes and, without
 # a pid namespace, every leftover process can be found (and killed) by its uid.
 _UID_BASE, _UID_SPAN = 2_000_000_000, 50_000_000
@@ -54,17 +61,26 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandboxed execution (all of its processes; CPU and memory are per process)."""
+    """Resource limits of one sandboxed execution (all of its processes; CPU and memory_bytes are per process,
+    total_memory_bytes is their sum)."""
 
     cpu_seconds: float = 10.0  # RLIMIT_CPU soft limit (SIGXCPU), hard limit one second later (SIGKILL)
     wall_seconds: float = 20.0  # the parent kills the process group after this, from spawn
     memory_bytes: int = 1 << 30  # RLIMIT_AS: address space, so MemoryError rather than the OOM killer
+    total_memory_bytes: int = 2 << 30  # all of the sandbox's processes together: a memory cgroup where the machine
+    # gives one (memory_cgroup.py; past it the kernel kills a sandboxed process), else ``process_cap()`` lowers
+    # max_processes so that processes x memory_bytes fits
     file_size_bytes: int = 16 << 20  # RLIMIT_FSIZE; also the cap on what stdout/stderr may carry to the parent
     max_processes: int = 64  # RLIMIT_NPROC for the sandbox uid (threads count); only enforced for a non-root uid
     stack_bytes: int = 256 << 20  # RLIMIT_STACK: deep recursion with a raised recursion limit is common in CP code
     tmpfs_bytes: int = 128 << 20  # size of each private tmpfs (namespaces only)
     startup_seconds: float = 15.0  # before the first channel frame (interpreter + imports), when steps are timed
     tail_bytes: int = 8 << 10  # how much of stdout/stderr is kept in the result
+
+
+    def process_cap(self) -> int:
+        """max_processes where no cgroup caps the total: at most total / per-process memory (and at least 1)."""
+        return max(1, min(self.max_processes, self.total_memory_bytes // self.memory_bytes))
 
 
 @dataclass
@@ -102,10 +118,11 @@ def _reachable_by_others(path: str) -> bool:
 
 
 def _expose_paths() -> list[str]:
-    """What the worker must be able to read: the real interpreter, the venv and the project (for entry imports)."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, REPO_ROOT)}
+    """What the worker must be able to read: the real interpreter, the venv and the project's ``evals`` package
+    (entry functions import from it; nothing else of the checkout: no runs, caches or results)."""
+    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.join(REPO_ROOT, "evals"))}
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return sorted(paths)
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
 
 
 def capabilities(refresh: bool = False) -> dict:
@@ -132,16 +149,28 @@ def capabilities(refresh: bool = False) -> dict:
                     caps["reason"] = f"probe failed: exit={r.exit_code} stdout={r.stdout!r} stderr={r.stderr[-300:]!r}"
             except (SandboxError, OSError) as exc:
                 caps["reason"] = f"probe failed: {exc}"
-        caps["isolation"] = "namespaces" if caps["namespaces"] else "rlimits"
+        caps["isolation"] = "namespaces" if caps["namespaces"] else None  # auto refuses: no silent fallback
         caps["uid_drop_without_namespaces"] = caps["root"] and all(_reachable_by_others(p) for p in _expose_paths())
         _CAPS = caps
         return dict(caps)
 
 
-def _resolve(isolation: str) -> str:
+def resolve_isolation(isolation: str) -> str:
+    if isolation == "rlimits":
+        raise ValueError("isolation='rlimits' is now 'unsafe-rlimits': without namespaces untrusted code is not "
+                         "contained, so the name says so; pass it only for code you trust")
     if isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
-    return capabilities()["isolation"] if isolation == "auto" else isolation
+    if isolation != "auto":
+        return isolation
+    caps = capabilities()
+    if caps["isolation"] is None:
+        raise SandboxError(f"this machine gives the sandbox no namespaces ({caps['reason']}): untrusted code would "
+                           "run with rlimits only, able to read host files and signal processes, so it is refused. "
+                           "Fix: util-linux's unshare and root or unprivileged user namespaces "
+                           "(sysctl kernel.unprivileged_userns_clone=1); or accept the risk for code you trust with "
+                           f"isolation='{UNSAFE}' (python -m evals.run sandbox={UNSAFE})")
+    return caps["isolation"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -229,8 +258,11 @@ def _kill_uid(uid: int) -> None:
 def _run_raw(*, source: str | None = None, stdin: str = "", entry: str | None = None, args: Any = None,
              limits: Limits = Limits(), isolation: str = "auto", on_frame: Callable[[dict], bool] | None = None,
              step_timeout: float | None = None, extra_env: dict | None = None, allow_fork: bool = False) -> ExecResult:
-    mode = isolation if isolation in ("namespaces", "rlimits") else _resolve(isolation)
+    mode = isolation if isolation in ("namespaces", UNSAFE) else resolve_isolation(isolation)
     namespaces = mode == "namespaces"
+    group = memory_cgroup.create(limits.total_memory_bytes) if memory_cgroup.available() else None
+    if group is None:  # no cgroup: bound the total through the number of processes instead
+        limits = replace(limits, max_processes=limits.process_cap())
     root = os.geteuid() == 0
     drop = root and (namespaces or all(_reachable_by_others(p) for p in _expose_paths()))
     uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if drop else None
@@ -247,9 +279,14 @@ def _run_raw(*, source: str | None = None, stdin: str = "", entry: str | None = 
     ch_r, ch_w = os.pipe()
     ctl_r, ctl_w = os.pipe()
     result = ExecResult(isolation=mode)
+    result.setup["memory_total"] = {"bytes": limits.total_memory_bytes, "max_processes": limits.max_processes,
+                                    "by": f"cgroup {group.version}" if group else "process cap"}
+    # In the group from the first instruction: the shell joins it, then execs the sandbox (which forks after).
+    join = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group.procs)] if group else []
     start = time.monotonic()
     try:
-        proc = subprocess.Popen([*prefix, sys.executable, "-I", "-B", CHILD, "supervise", str(ch_w), str(ctl_w)],
+        proc = subprocess.Popen([*join, *prefix, sys.executable, "-I", "-B", CHILD, "supervise", str(ch_w),
+                                 str(ctl_w)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 pass_fds=(ch_w, ctl_w), start_new_session=True, env=_env(workdir, None), cwd="/")
     finally:
@@ -261,6 +298,9 @@ def _run_raw(*, source: str | None = None, stdin: str = "", entry: str | None = 
     finally:
         _terminate(proc, namespaces)
         result.wall_s = time.monotonic() - start
+        if group is not None:
+            result.setup["memory_total"].update(peak_bytes=group.peak_bytes(), cap_hits=group.oom_kills())
+            group.close()
         for fd in (ch_r, ctl_r):
             os.close(fd)
         if uid is not None and not namespaces:
@@ -364,7 +404,7 @@ def run(*, entry: str, args: Any, limits: Limits = Limits(), isolation: str = "a
     ``args`` is pickled to the child (trusted direction); the child reports with ``channel.send(dict)`` (JSON,
     untrusted direction). ``on_frame(frame) -> True`` stops the run early (e.g. at the first failed test).
     ``step_timeout``: kill when no frame arrives for that long (after ``limits.startup_seconds`` for the first).
-    ``allow_fork`` only matters for the rlimits fallback, whose guards otherwise deny ``os.fork``.
+    ``allow_fork`` only matters for the unsafe-rlimits mode, whose guards otherwise deny ``os.fork``.
     """
     return _run_raw(entry=entry, args=args, limits=limits, isolation=isolation, on_frame=on_frame,
                     step_timeout=step_timeout, extra_env=extra_env, allow_fork=allow_fork)
@@ -397,6 +437,8 @@ def classify(r: ExecResult, limits: Limits = Limits()) -> str:
     if r.signal == signal.SIGXCPU or (r.signal == signal.SIGKILL and (r.cpu_s or 0) >= int(limits.cpu_seconds)):
         return "timeout"
     if events.get("error", {}).get("type") == "MemoryError" or any(m in r.stderr[-2000:] for m in _MEMORY_MARKERS):
+        return "memory_limit"
+    if r.exit_code != 0 and r.setup.get("memory_total", {}).get("cap_hits"):  # the cgroup's cap ended a process
         return "memory_limit"
     if r.exit_code == 0 and r.killed is None:
         return "ok"

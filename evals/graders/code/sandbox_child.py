@@ -4,11 +4,13 @@ This file runs as a script (``python -I -B sandbox_child.py supervise|work ...``
 so nothing but the standard library is loaded before the jail exists. ``sandbox.py`` is the parent side.
 
 Supervisor (trusted; pid 1 of a fresh pid namespace when namespaces are on):
-  reads its pickled config from stdin; with namespaces, makes the whole mount tree read-only and nosuid, puts
-  private tmpfs mounts on /tmp, /var/tmp and /dev/shm, and, when it will drop to an unprivileged uid, masks
-  non-searchable directories on the interpreter's path (e.g. a 0700 /root holding pyenv) with a tmpfs that shows
-  only the interpreter, the venv and the project, so the worker runs the *same* Python (and cannot read the rest
-  of that home). It then forks the worker, pipes it its config, reaps every process until the worker exits and
+  reads its pickled config from stdin; with namespaces, builds a new root on a tmpfs that holds only what a
+  Python program needs (``SYSTEM_PATHS``: /usr and the library dirs, the few /etc files the loader and libc read;
+  the interpreter, the venv and the project's ``evals`` package (``expose``); five character devices; a fresh
+  /proc), bind-mounted at their own paths, pivots into it and detaches the host's tree, so nothing else of the
+  host (homes, other projects, /etc/shadow, the checkout's runs and caches) exists for the program. The new tree
+  is read-only and nosuid, with private tmpfs mounts on /tmp, /var/tmp and /dev/shm. It then forks the worker,
+  pipes it its config, reaps every process until the worker exits and
   reports the worker's exit status and CPU time on the control fd. Its own exit tears the pid namespace down,
   which kills whatever the program left behind.
 Worker (untrusted from the first line of user code on):
@@ -86,59 +88,83 @@ def _tmpfs(target: str, size: int, mode: str = "1777") -> None:
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
 
 
-def _blocking_dir(path: str) -> str | None:
-    """The first directory on ``path`` (from /) that others cannot search: one an unprivileged uid cannot cross."""
-    cur = "/"
-    for part in path.strip("/").split("/"):
-        cur = os.path.join(cur, part)
-        if os.path.isdir(cur) and not os.stat(cur).st_mode & 0o001:
-            return cur
-    return None
+# What a Python program needs of the host, besides ``expose`` (interpreter, venv, the project's evals package):
+# the system's binaries and libraries and the /etc files the dynamic loader and libc read. Missing ones are skipped.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache",
+                "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd", "/etc/group",
+                "/etc/nsswitch.conf", "/etc/alternatives")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+# Where the new root is assembled: a tmpfs mounted (in our namespace only) over the first of these directories
+# that holds nothing the jail needs, so that exposed paths anywhere, /tmp included, stay reachable for binding.
+STAGING = ("/mnt", "/media", "/srv", "/boot", "/opt", "/tmp")
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+MS_NOEXEC, MS_RDONLY, MS_REMOUNT = 8, 1, 32
 
 
-def _mask_private_dirs(expose: list[str]) -> list[str]:
-    """Cover each non-searchable ancestor of the ``expose`` paths with a 0755 tmpfs holding just those paths.
+def _bind_into(root: str, path: str) -> str | None:
+    """Show the host's ``path`` at the same path under ``root`` (a symlink is recreated, not followed)."""
+    if not os.path.lexists(path):
+        return None
+    target = root + path
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
+        os.symlink(os.readlink(path), target)
+        return path
+    if os.path.isdir(path):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        open(target, "a").close()
+    _mount(path, target, None, MS_BIND | MS_REC)
+    return path
 
-    Must run while /tmp is a writable staging tmpfs. Returns the masked directories.
-    """
-    groups: dict[str, list[str]] = {}
-    for p in expose:
-        top = _blocking_dir(p)
-        if top is not None and top != p:
-            groups.setdefault(top, []).append(p)
-    os.makedirs("/tmp/.stage", exist_ok=True)
-    k = 0
-    for top, paths in groups.items():
-        staged = []
-        for p in paths:
-            stage = f"/tmp/.stage/{k}"
-            k += 1
-            os.mkdir(stage)
-            _mount(p, stage, None, MS_BIND | MS_REC)
-            staged.append((stage, p))
-        _tmpfs(top, 1 << 20, "0755")
-        for stage, p in staged:
-            os.makedirs(p, mode=0o755, exist_ok=True)
-            _mount(stage, p, None, MS_BIND | MS_REC)
-            _check(_libc().umount2(stage.encode(), MNT_DETACH), f"umount {stage}")
-    return sorted(groups)
+
+def _pivot_root(new_root: str) -> None:
+    """Make ``new_root`` (a mount point) our ``/`` and detach the old root (pivot_root(".", ".") idiom)."""
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(f"pivot_root: syscall number unknown on {os.uname().machine}")
+    os.chdir(new_root)
+    _check(_libc().syscall(number, b".", b"."), "pivot_root")
+    _check(_libc().umount2(b".", MNT_DETACH), "umount the old root")
+    os.chdir("/")
 
 
 def _build_jail(cfg: dict) -> dict:
-    """Mount namespace setup (we are root in it): read-only world, private scratch, workdir. Returns facts."""
+    """Mount namespace setup (we are root in it): a new root with only what Python needs, read-only, private
+    scratch, workdir. Returns facts."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    masked: list[str] = []
-    if cfg["uid"] is not None:
-        _tmpfs("/tmp", 16 << 20)  # staging area for the masking binds; covered again below
-        masked = _mask_private_dirs(cfg["expose"])
-        _check(_libc().umount2(b"/tmp", MNT_DETACH), "umount staging /tmp")
+    needed = (*SYSTEM_PATHS, *cfg["expose"])
+    root = next((d for d in STAGING if os.path.isdir(d) and not os.path.islink(d)
+                 and not any(p == d or p.startswith(d + "/") for p in needed)), None)
+    if root is None:
+        raise OSError(f"no staging directory for the jail's root: each of {STAGING} is missing or holds an "
+                      "exposed path")
+    _tmpfs(root, 1 << 20, "0755")  # in our namespace only; pivot_root needs a mount point
+    # Paths under a private tmpfs (a checkout or venv in /tmp) would be covered by it: stash them, bind them back
+    # on top of it once it is mounted.
+    under_tmp = [p for p in needed if any(p == t or p.startswith(t + "/") for t in PRIVATE_TMPFS)]
+    stash = {p: f"/.stash/{k}" for k, p in enumerate(under_tmp)}
+    visible = [p for p in needed if p not in stash and _bind_into(root, p)]
+    for p, place in stash.items():
+        os.makedirs(root + place, mode=0o755)
+        _mount(p, root + place, None, MS_BIND | MS_REC)
+    for dev in DEVICES:
+        _bind_into(root, dev)
+    for d in ("/proc", *PRIVATE_TMPFS):
+        os.makedirs(root + d, mode=0o755, exist_ok=True)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's
+    _pivot_root(root)
     attr = ctypes.create_string_buffer(struct.pack("QQQQ", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, 0))
     _check(_libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, len(attr.raw)), "mount_setattr /")
     for target in PRIVATE_TMPFS:
-        if os.path.isdir(target):
-            _tmpfs(target, cfg["tmpfs_bytes"])
+        _tmpfs(target, cfg["tmpfs_bytes"])
+    for p, place in stash.items():
+        os.makedirs(p, mode=0o755, exist_ok=True)
+        _mount(place, p, None, MS_BIND | MS_REC)
+        _mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)  # read-only like the rest
+        visible.append(p)
     os.mkdir(WORKDIR_NS, 0o700)
-    return {"readonly_fs": True, "private_tmp": [t for t in PRIVATE_TMPFS if os.path.isdir(t)], "masked": masked}
+    return {"readonly_fs": True, "private_tmp": list(PRIVATE_TMPFS), "new_root": visible}
 
 
 def _exec_worker(cfg: dict, workdir: str, channel_fd: int, config_r: int) -> None:
@@ -184,7 +210,7 @@ def supervise(channel_fd: int, control_fd: int) -> None:
             facts.update(_build_jail(cfg))
             workdir = WORKDIR_NS
         else:
-            facts.update(readonly_fs=False, private_tmp=[], masked=[])
+            facts.update(readonly_fs=False, private_tmp=[], new_root=None)
             workdir = cfg["workdir"]
         if cfg["uid"] is not None:
             os.chown(workdir, cfg["uid"], cfg["uid"])

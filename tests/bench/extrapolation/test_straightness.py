@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from bench.config import compose_config
+from bench.config_ranges import ConfigError
 from bench.extrapolation.straightness import (
     StraightnessTracker,
     copies_needed,
@@ -20,7 +21,7 @@ from bench.extrapolation.straightness import (
     trigger_steps,
 )
 from bench.train.checkpoint import load_checkpoint, save_checkpoint
-from bench.train.setup import check_straightness
+from bench.train.config_checks import validate_config
 
 torch.set_num_threads(1)
 
@@ -259,9 +260,10 @@ def test_helpers():
 
 
 def test_negative_cap_fails_at_start_up_naming_the_key():
-    check_straightness(compose_config(["trainer.straightness_max_host_mb=0"]))
-    with pytest.raises(ValueError, match=r"trainer.straightness_max_host_mb=-1.0; use a size in MB"):
-        check_straightness(compose_config(["trainer.straightness_max_host_mb=-1"]))
+    validate_config(compose_config(["trainer.straightness_max_host_mb=0", "trainer.output_dir=unused"]))
+    with pytest.raises(ConfigError, match=r"trainer.straightness_max_host_mb=-1.0 is out of range: allowed is a "
+                                          r"number >= 0"):
+        validate_config(compose_config(["trainer.straightness_max_host_mb=-1", "trainer.output_dir=unused"]))
 
 
 # -- the studies' reader ---------------------------------------------------------------------------------------------

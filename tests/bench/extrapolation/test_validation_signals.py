@@ -235,12 +235,13 @@ def test_reverse_kl_on_grpo_loads_its_own_teacher(micro_cfg, tmp_path):
 def test_teacher_loglik_on_two_processes_matches_one_process(micro_cache, tmp_path, mode):
     """Two torchrun ranks (FSDP2 student and teacher, full-weight scoring copies) score the same number as one
     process: under ``split`` each rank scores half of the cached teacher samples and the totals are summed over
-    ranks. ``trainer.lr=0`` keeps the weights at the initial student, whatever the ranks sample for training."""
+    ranks. ``trainer.lr=1e-30`` (lr=0 is refused at start-up) is too small to move any fp32 weight, so the weights stay
+    the initial student's, whatever the ranks sample for training."""
     from tests.bench.train.test_distributed import torchrun
     from tests.conftest import MICRO_RUN, MICRO_WORLD
 
     base = ["world=style", *MICRO_WORLD, f"world.cache_dir={micro_cache}", *MICRO_RUN, "experiment=effopd",
-            "effopd=teacher_loglik", "trainer.lr=0", "trainer.total_steps=1", "trainer.eval_every=100",
+            "effopd=teacher_loglik", "trainer.lr=1e-30", "trainer.total_steps=1", "trainer.eval_every=100",
             f"trainer.dist_rollouts={mode}", "trainer.seed=7"]  # a seed of its own: the ranks generate the samples
     torchrun(base, tmp_path / "two")
     train(compose_config([*base, f"trainer.output_dir={tmp_path / 'one'}"]))

@@ -1,8 +1,13 @@
-"""The shared trainer on a micro tiny world: pinned behaviour, exact resume, self-distillation, config errors."""
+"""The shared trainer on a micro tiny world: pinned behaviour, exact resume (torn log lines included), the run-folder
+lock, self-distillation, config errors."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -13,7 +18,13 @@ from safetensors.torch import load_file
 
 from bench.config import compose_config
 from bench.train import train
+from core.config_diff import ConfigChanged
 from core.io import read_jsonl
+from core.paths import REPO_ROOT
+from core.run_lock import FolderInUse, FolderLock, folder_lock
+from tests.conftest import MICRO_RUN, MICRO_WORLD
+
+EXTEND = "trainer.resume_may_change=[trainer.total_steps]"  # resuming a shorter run to the full length
 
 
 def _final_weights(out):
@@ -70,16 +81,23 @@ def test_effopd_run_logs_triggers_and_overhead(micro_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_is_bit_exact(micro_cfg, tmp_path):
+def test_resume_is_bit_exact(micro_cfg, tmp_path, capsys):
     """N steps == N/2 steps + resume + N/2 steps: weights and every logged loss, bit for bit."""
     straight = tmp_path / "straight"
     train(micro_cfg(["experiment=effopd"], out=straight))
     split = tmp_path / "split"
     train(micro_cfg(["experiment=effopd", "trainer.total_steps=2"], out=split))
-    # A stale log line past the checkpoint (as after a crash) must be dropped on resume.
+    # Stale log lines past the checkpoint (as after a crash) must be dropped on resume: a whole one, and torn
+    # last lines (a crash mid-write), which are reported, one line per file.
     with open(split / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps({"step": 3, "loss": 123.0}) + "\n")
-    train(micro_cfg(["experiment=effopd", "trainer.resume=auto"], out=split))
+        fh.write(json.dumps({"step": 3, "loss": 123.0}) + "\n" + '{"step": 4, "lo')
+    with open(split / "effopd.jsonl", "a") as fh:
+        fh.write('{"step": 4, "candid')
+    capsys.readouterr()
+    train(micro_cfg(["experiment=effopd", "trainer.resume=auto", EXTEND], out=split))
+    notices = [line for line in capsys.readouterr().err.splitlines() if "torn" in line]
+    assert [n.split(" (")[0] for n in notices] == [f"{split / 'metrics.jsonl'}: dropped its torn last line 4",
+                                                   f"{split / 'effopd.jsonl'}: dropped its torn last line 3"]
     a, b = _final_weights(straight), _final_weights(split)
     assert a.keys() == b.keys()
     for k in a:
@@ -89,6 +107,78 @@ def test_resume_is_bit_exact(micro_cfg, tmp_path):
                            ("train_seconds", "seconds", "eval_seconds")} for r in rows]
     for name in ("metrics", "effopd", "evals"):
         assert strip(read_jsonl(straight / f"{name}.jsonl")) == strip(read_jsonl(split / f"{name}.jsonl")), name
+
+
+def launch(micro_cache, out, *extra: str) -> list[str]:
+    """``python -m bench.train`` on the micro world in the run folder ``out``."""
+    return [sys.executable, "-m", "bench.train", "world=style", *MICRO_WORLD, f"world.cache_dir={micro_cache}",
+            *MICRO_RUN, *extra, f"hydra.run.dir={out}"]
+
+
+@pytest.mark.slow
+def test_a_second_trainer_on_a_locked_run_folder_refuses(micro_cache, tmp_path):
+    """Two trainers in one folder would interleave their logs and both report success: the second one refuses at
+    start-up (before loading models), naming the folder and the holder, exits non-zero and writes nothing."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    with folder_lock(out):  # this process plays the first trainer
+        done = subprocess.run(launch(micro_cache, out), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert done.stderr.startswith(f"error: {out} is in use by pid {os.getpid()} on host "), done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1  # one line, no traceback
+    assert (out / "metrics.jsonl").read_text() == '{"step": 1}\n' and not (out / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_trainer_killed_with_sigkill_leaves_no_lock_and_resumes(micro_cfg, micro_cache, tmp_path):
+    """``kill -9`` gives no chance to clean up: the kernel frees the lock, so ``trainer.resume=auto`` just works."""
+    out, steps = tmp_path / "run", ["trainer.save_every=1", "trainer.eval_every=1000", "trainer.straightness=false"]
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(launch(micro_cache, out, "trainer.total_steps=1000", *steps), cwd=REPO_ROOT,
+                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoints" / "latest").exists():
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.2)
+        with pytest.raises(FolderInUse, match=f"pid {first.pid} "):
+            FolderLock(out)
+    finally:
+        first.kill()  # SIGKILL
+        first.wait(timeout=60)
+        log.close()
+    step = int((out / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
+    train(micro_cfg(["trainer.resume=auto", f"trainer.total_steps={step + 1}", EXTEND, *steps], out=out))
+    assert [m["step"] for m in read_jsonl(out / "metrics.jsonl")] == list(range(1, step + 2))
+
+
+def test_a_resume_with_another_config_refuses_naming_the_keys(micro_cfg, tmp_path):
+    """Resuming a 2e-5-style run with another LR and seed would train at the checkpoint's LR and record the new
+    values: it refuses before anything loads, listing the keys; naming them lets it through."""
+    out = tmp_path / "run"
+    train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false"], out=out))
+    stored = (out / "config.yaml").read_text()
+    with pytest.raises(ConfigChanged, match=r"in 2 key\(s\): trainer.lr: 0.001 -> 6e-05; trainer.seed: 0 -> 3\. .*"
+                                            r"trainer.resume_may_change=\[trainer.lr,trainer.seed\]"):
+        train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false", "trainer.resume=auto",
+                         "trainer.lr=6e-5", "trainer.seed=3"], out=out))
+    assert (out / "config.yaml").read_text() == stored
+    with pytest.raises(ConfigChanged, match=r"in 1 key\(s\): trainer.seed"):  # naming one key lets only it through
+        train(micro_cfg(["trainer.total_steps=1", "trainer.straightness=false", "trainer.resume=auto",
+                         "trainer.lr=6e-5", "trainer.seed=3", "trainer.resume_may_change=[trainer.lr]"], out=out))
+
+
+@pytest.mark.slow
+def test_a_corrupt_line_before_the_last_stops_the_resume(micro_cfg, tmp_path):
+    """Only the last line can be a crash's torn write: a bad line before it is corruption, named by file and line."""
+    out = tmp_path / "run"
+    train(micro_cfg(["trainer.total_steps=2", "trainer.straightness=false"], out=out))
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text(lines[0][:20] + "\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match=rf"{out / 'metrics.jsonl'}: line 1 is not JSON \(column .*\); fix or delete"):
+        train(micro_cfg(["trainer.resume=auto", "trainer.straightness=false", EXTEND], out=out))
 
 
 @pytest.mark.slow
@@ -109,7 +199,7 @@ def test_window_lr_steers_the_lr_and_resumes_bit_exact(micro_cfg, tmp_path):
         assert m["lr"] == pytest.approx(lr0 * t["lr_scale"])
     split = tmp_path / "split"
     train(micro_cfg([*over, "trainer.total_steps=2"], out=split))
-    train(micro_cfg([*over, "trainer.resume=auto"], out=split))
+    train(micro_cfg([*over, "trainer.resume=auto", EXTEND], out=split))
     a, b = _final_weights(straight), _final_weights(split)
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -254,7 +344,7 @@ def test_straightness_in_summary_for_opd_and_effopd_and_after_resume(micro_cfg, 
     # 2 steps + resume + 2 steps: the same measure as 4 steps straight (only its own seconds differ).
     split = tmp_path / "split"
     train(micro_cfg([*effopd, "trainer.total_steps=2"], out=split))
-    resumed = train(micro_cfg([*effopd, "trainer.resume=auto"], out=split))["straightness"]
+    resumed = train(micro_cfg([*effopd, "trainer.resume=auto", EXTEND], out=split))["straightness"]
     straight = json.loads((tmp_path / "effopd" / "summary.json").read_text())["straightness"]
     resumed.pop("seconds"), straight.pop("seconds")
     assert resumed == straight
