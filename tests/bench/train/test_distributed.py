@@ -8,6 +8,7 @@ ranks and the global loss normalisation: it must stay below 1e-5.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,7 +43,21 @@ def torchrun(overrides: list[str], out: Path) -> None:
            "-m", "bench.train", *overrides, f"hydra.run.dir={out}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and TEARDOWN_ABORT in done.stderr and _complete(out):
+        # A rank aborted in C++ teardown after the run had finished and written everything (seen once in ~20
+        # runs, only under a loaded full suite; docs/known-limits.md): run it once more from scratch. Any other
+        # failure, or the same abort twice, fails the test.
+        shutil.rmtree(out)
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _complete(out: Path) -> bool:
+    summary = out / "summary.json"
+    return summary.exists() and json.loads(summary.read_text()).get("status") == "complete"
 
 
 @pytest.fixture(scope="module")
