@@ -25,6 +25,7 @@ from core.run_lock import FolderInUse, folder_lock
 from evals.config import EvalConfig, register_eval_config
 from evals.datasets import get_benchmark, load_benchmark, template_hash
 from evals.generation import CHUNK_SEED_STRIDE, build_prompt, chunks, generate_chunk, load_policy, use_chat_template
+from evals.graders.code.sandbox import ISOLATIONS
 from evals.grading import Grader, grader_info
 from evals.metrics import summarize
 from evals.protocol import git_commit, machine, model_fingerprint, package_versions
@@ -42,9 +43,9 @@ def check_config(cfg) -> None:
         raise ValueError(f"k={cfg.k}; must be between 1 and n={cfg.n} (0 means k = n)")
     if cfg.max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens}; must be >= 1")
-    if cfg.sandbox not in ("auto", "unsafe-rlimits"):
-        raise ValueError(f"sandbox={cfg.sandbox!r}; use 'auto' (namespaces, refusing without them) or "
-                         "'unsafe-rlimits' (no containment: trusted code only)")
+    if cfg.sandbox not in ISOLATIONS:
+        raise ValueError(f"sandbox={cfg.sandbox!r}; use one of {ISOLATIONS} ('auto': namespaces, refusing without "
+                         "them; 'unsafe-rlimits': no containment, trusted code only)")
     if cfg.limit < 0:
         raise ValueError(f"limit={cfg.limit}; use 0 for all problems or a positive count")
     known = set(EvalConfig.__dataclass_fields__)

@@ -149,7 +149,7 @@ def final_accuracy(run: RunRecord, metric: str, final_window: int) -> float | No
     return float(np.mean(vals[-final_window:])) if vals else None
 
 
-def _crossing(run: RunRecord, metric: str, target: float) -> tuple[int | None, float | None]:
+def crossing(run: RunRecord, metric: str, target: float) -> tuple[int | None, float | None]:
     """(step, train_seconds) of the run's first eval with metric >= target, or (None, None)."""
     idx = first_crossing([e["step"] for e in run.evals], [e.get(metric) for e in run.evals], target)
     if idx is None:
@@ -227,7 +227,7 @@ def build_speedup_table(
             raise ValueError(f"target_per_build: the reference {reference!r} has no run on world build(s) {missing}")
         build_targets = {b: target_fraction * float(np.mean(v)) for b, v in sorted(ref_by_build.items())}
         target = float(np.mean(list(build_targets.values())))
-    cross = {(m, k): _crossing(r, metric, build_targets[k[0]]) for m, rs in by_method.items() for k, r in rs.items()}
+    cross = {(m, k): crossing(r, metric, build_targets[k[0]]) for m, rs in by_method.items() for k, r in rs.items()}
 
     def by_build(values, keys) -> dict[int, list]:
         groups: dict[int, list] = defaultdict(list)

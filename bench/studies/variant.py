@@ -29,8 +29,7 @@ from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import builds_for, lr_tag, train_job
 from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
 from bench.studies.run_metrics import effopd_diagnostics
-from bench.studies.speedup import RunRecord, build_speedup_table
-from bench.studies.stats import first_crossing
+from bench.studies.speedup import RunRecord, build_speedup_table, crossing
 from core.paths import RESULTS_DIR
 
 GOAL_WALL_VS_EFFOPD = 1.5  # goal (a): WindowLR's net wall speedup / EffOPD's, style at the default LR
@@ -123,12 +122,6 @@ def held_out_jobs(runs_dir: Path, map_result: dict) -> dict:
     return jobs
 
 
-def steps_to(run: RunRecord, target: float, metric: str = "test/greedy") -> int | None:
-    evals = sorted(run.evals, key=lambda e: e["step"])
-    i = first_crossing([e["step"] for e in evals], [e.get(metric) for e in evals], target)
-    return None if i is None else evals[i]["step"]
-
-
 def held_out_result(map_result: dict, jobs: dict) -> dict:
     """Goal (b) on the held-out seeds: per world and LR, the tuned OPD's steps over WindowLR's per (build, seed)
     pair, against the map's per-build targets."""
@@ -142,7 +135,7 @@ def held_out_result(map_result: dict, jobs: dict) -> dict:
             rows = {}
             for s in HELD_OUT_SEEDS:
                 run = map_grid.load_as(jobs[(world, m, method, s)], method)
-                rows[s] = (run.build, steps_to(run, targets[run.build]))
+                rows[s] = (run.build, crossing(run, "test/greedy", targets[run.build])[0])
             return rows
 
         tuned = steps(selected, "OPD")

@@ -8,7 +8,6 @@ from omegaconf import DictConfig
 from bench import distributed
 from bench.config_ranges import ConfigError
 from bench.train.checkpoint import CheckpointError
-from bench.train.config_checks import validate_config
 from bench.train.loop import train
 from core.config_diff import ConfigChanged
 from core.run_lock import FolderInUse
@@ -20,16 +19,11 @@ BAD_CONFIG_EXIT = 2  # a value out of range: the usage-error code, like argparse
 def main(cfg: DictConfig) -> None:
     distributed.check_hydra_launch(cfg)  # torchrun: one explicit run folder, no multirun
     try:
-        validate_config(cfg)  # every range, before the world or any model loads (bench/config_ranges.py)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(BAD_CONFIG_EXIT) from None
-    try:
-        train(cfg)
+        train(cfg)  # validates every range first, before the world or any model loads (bench/config_ranges.py)
     except (FolderInUse, CheckpointError) as err:  # another run holds the folder, or a checkpoint fails its
         raise SystemExit(f"error: {err}") from None  # check: expected refusals, so one line, no traceback
-    except ConfigChanged as err:  # a resume over a run made with another config: a usage error, like a bad value
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, ConfigChanged) as err:  # a value out of range, or a resume over another config: usage
+        print(f"error: {err}", file=sys.stderr)  # errors, one line and argparse's exit code
         raise SystemExit(BAD_CONFIG_EXIT) from None
     finally:
         distributed.shutdown()

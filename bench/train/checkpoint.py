@@ -21,7 +21,6 @@ must be shared by all ranks (one machine, or a shared filesystem across nodes).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import shutil
@@ -38,6 +37,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from bench import distributed
 from core.faults import crash_point
 from core.io import atomic_write_text
+from core.provenance import sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -124,17 +124,9 @@ def save_checkpoint(output_dir: str | Path, step: int, model, optimizer, state: 
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """``manifest.json``: {relative path: {"bytes", "sha256"}} of every file in the checkpoint folder."""
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     atomic_write_text(folder / MANIFEST, json.dumps({"version": 1, "files": files}, indent=1) + "\n")
 
@@ -161,7 +153,7 @@ def verify_checkpoint(path: Path) -> None:
         if f.stat().st_size != want["bytes"]:
             raise CheckpointError(f"checkpoint {path}: {name} has {f.stat().st_size} bytes, its manifest says "
                                   f"{want['bytes']} (truncated or overwritten)")
-        if _sha256(f) != want["sha256"]:
+        if sha256_file(f) != want["sha256"]:
             raise CheckpointError(f"checkpoint {path}: {name} does not match its sha256 in {MANIFEST} (corrupted "
                                   "since it was written)")
 
@@ -201,6 +193,23 @@ def checkpoint_to_resume(output_dir: str | Path, fallback: bool) -> Path | None:
         return ckpt
     raise CheckpointError(f"no checkpoint in {Path(output_dir, 'checkpoints')} passes its check: start afresh "
                           "(trainer.resume=none, or delete the checkpoints folder)")
+
+
+def agreed_checkpoint(out: str | Path, mode: str) -> Path | None:
+    """The checkpoint to resume from (``checkpoint_to_resume``), chosen and verified by rank 0 alone (hashing every
+    file once, not once per rank) and told to every rank; a failed check raises on all of them together."""
+    if mode == "none":
+        return None
+    found = refusal = None
+    if distributed.is_main():
+        try:
+            found = checkpoint_to_resume(out, fallback=mode == "fallback")
+        except CheckpointError as err:
+            refusal = str(err)
+    found, refusal = distributed.broadcast((None if found is None else str(found), refusal))
+    if refusal is not None:
+        raise CheckpointError(refusal)
+    return None if found is None else Path(found)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from bench import distributed
 from bench.config import register_configs
 from bench.extrapolation.straightness import extrapolated_layout
-from bench.train.checkpoint import checkpoint_to_resume, load_checkpoint, save_checkpoint, set_rng_state
+from bench.train.checkpoint import agreed_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.train.config_checks import validate_config
 from bench.train.dry_run import dry_run
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
@@ -123,8 +123,7 @@ def resume(run: Run) -> Progress:
     """``trainer.resume=auto``: restore the latest checkpoint in the run folder once its manifest check passes
     (``fallback``: the newest that passes), at any world size (it reshards
     model, optimizer and EffOPD anchor); otherwise, or when there is none, start at step 0."""
-    mode = run.cfg.trainer.resume
-    ckpt = checkpoint_to_resume(run.out, fallback=mode == "fallback") if mode != "none" else None
+    ckpt = agreed_checkpoint(run.out, run.cfg.trainer.resume)
     if ckpt is None:
         return Progress()
     effopd = run.effopd

@@ -25,7 +25,6 @@ from bench.extrapolation import ExtrapolationContext, ExtrapolationHook, get_ext
 from bench.extrapolation.effopd import DirectionProbe
 from bench.extrapolation.straightness import StraightnessTracker
 from bench.train.checkpoint import all_checkpoints
-from bench.train.config_checks import validate_config
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
@@ -97,7 +96,6 @@ def lock_run_folder(cfg):
 def start(cfg) -> Path:
     """Join the process group (torchrun), check the config, create the run folder, write config.yaml, seed."""
     tcfg = cfg.trainer
-    validate_config(cfg)  # every range and registry name (bench/config_ranges.py): nothing is written before it
     distributed.init()  # torchrun: join the process group (one process: nothing to do)
     distributed.check_config(cfg)  # the rules that depend on the world size
     out = Path(tcfg.output_dir)

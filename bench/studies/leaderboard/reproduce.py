@@ -31,8 +31,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from bench.studies.leaderboard.bundle import records_from_curves
+from bench.studies.leaderboard.commits import CommitError, check_commit, git
 from bench.studies.leaderboard.tracks import load_tracks
-from core.io import atomic_write_json, read_jsonl
+from bench.studies.leaderboard.validate import validate_file
+from bench.studies.speedup import RunRecord, crossing, final_accuracy, load_runs
+from core.io import atomic_write_json
 from core.paths import REPO_ROOT
 from core.provenance import cpu_model
 
@@ -53,21 +57,6 @@ train(cfg)
 
 class ReproduceError(ValueError):
     """The bundle cannot be reproduced as asked: the message says why and what to do."""
-
-
-def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=120)
-
-
-def check_commit(commit: str, repo: Path = REPO_ROOT) -> None:
-    """The commit exists and is an ancestor of HEAD; raises ``ReproduceError`` otherwise."""
-    if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-        shallow = git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
-        raise ReproduceError(f"commit {commit} is not in this repository's history"
-                             + (" (this clone is shallow: git fetch --unshallow, then retry)" if shallow else
-                                ": the bundle names a commit nobody can check out"))
-    if git(repo, "merge-base", "--is-ancestor", commit, "HEAD").returncode != 0:
-        raise ReproduceError(f"commit {commit} exists but is not in HEAD's history: merge it first")
 
 
 def export_tree(commit: str, dest: Path, repo: Path = REPO_ROOT) -> Path:
@@ -98,14 +87,11 @@ def pick_run(bundle: dict, method: str | None, seed: int | None) -> dict:
     return min(runs, key=lambda r: r["seed"])
 
 
-def outcome(evals: list[list] | list[dict], metric: str, target: float, final_window: int) -> dict:
-    """Steps to ``target`` (first eval at or above it; None if never) and the final accuracy (mean of the last
-    ``final_window`` evals) of one curve: bundle rows ``[step, seconds, value, tokens]`` or evals.jsonl records."""
-    points = [(e[0], e[2]) if isinstance(e, list) else (e["step"], e.get(metric)) for e in evals]
-    points = sorted((s, v) for s, v in points if v is not None)
-    steps = next((s for s, v in points if v >= target), None)
-    tail = [v for _, v in points[-final_window:]]
-    return {"steps_to_target": steps, "final_accuracy": sum(tail) / len(tail) if tail else None}
+def outcome(run: RunRecord, analysis: dict) -> dict:
+    """Steps to the bundle's target and final accuracy of one run, as ``build_speedup_table`` reads them."""
+    metric = analysis["metric"]
+    return {"steps_to_target": crossing(run, metric, analysis["target"])[0],
+            "final_accuracy": final_accuracy(run, metric, analysis["final_window"])}
 
 
 def compare(claimed: dict, measured: dict, exact: bool, tolerance: dict) -> list[str]:
@@ -147,22 +133,23 @@ def reproduce(bundle_path: str | Path, *, method: str | None = None, seed: int |
               repo: Path = REPO_ROOT, tracks: dict | None = None, timeout_s: int = 3600) -> dict:
     """Re-run one run of the bundle and write the verdict; returns the reproduction record. ``source``: run this
     checkout instead of ``git archive`` of the bundle's commit (tests; the commit is still checked)."""
-    from bench.studies.leaderboard.validate import validate_file
-
     bundle_path = Path(bundle_path)
     problems = validate_file(bundle_path, submissions_dir=bundle_path.parent, tracks=tracks)
     if problems:
         raise ReproduceError(f"{bundle_path.name} does not validate: " + "; ".join(problems))
     bundle = json.loads(bundle_path.read_text())
     commit = bundle["provenance"]["git"]["commit"]
-    check_commit(commit, repo)
+    try:
+        check_commit(commit, repo)
+    except CommitError as err:
+        raise ReproduceError(str(err)) from None
     tracks = tracks if tracks is not None else load_tracks()
     spec = tracks[bundle["track"]]
     tolerance = {**DEFAULT_TOLERANCE, **(spec.get("reproduce_tolerance") or {})}
     analysis = bundle["analysis"]
     run = pick_run(bundle, method, seed)
     curve = next(c for c in bundle["curves"] if c["method"] == run["method"] and c["seed"] == run["seed"])
-    claimed = outcome(curve["evals"], analysis["metric"], analysis["target"], analysis["final_window"])
+    claimed = outcome(records_from_curves([curve], analysis["metric"])[0], analysis)
     import torch
 
     prov = bundle["provenance"]
@@ -171,8 +158,7 @@ def reproduce(bundle_path: str | Path, *, method: str | None = None, seed: int |
     with tempfile.TemporaryDirectory(prefix="effopd-reproduce-") as tmp:
         tree = source or export_tree(commit, Path(tmp) / "src", repo)
         folder = rerun(run["config"], tree, Path(tmp), cache_dir, timeout_s)
-        measured = outcome(read_jsonl(folder / "evals.jsonl"), analysis["metric"], analysis["target"],
-                           analysis["final_window"])
+        measured = outcome(load_runs(folder)[0], analysis)
     misses = compare(claimed, measured, exact, tolerance)
     record = {
         "bundle_id": bundle["id"], "bundle_digest": bundle["digest"], "commit": commit,

@@ -37,6 +37,7 @@ from bench.studies.leaderboard.bundle import (
     sha256_bytes,
     sha256_file,
 )
+from bench.studies.leaderboard.commits import CommitError, check_commit, is_full_clone
 from bench.studies.leaderboard.tracks import load_tracks
 from core.paths import REPO_ROOT
 
@@ -271,15 +272,13 @@ def protocol_problems(bundle: dict, tracks: dict) -> list[str]:
 def commit_problems(commit: str, repo: Path = REPO_ROOT) -> list[str]:
     """The bundle's commit must be in this repository's history (a made-up one cannot be reproduced). Not
     decidable, so not checked, outside a full git clone (a source tarball, a shallow CI checkout)."""
-    from bench.studies.leaderboard.reproduce import ReproduceError, check_commit, git
-
     try:
-        if git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() != b"false":
+        if not is_full_clone(repo):
             return []
         check_commit(commit, repo)
     except (OSError, subprocess.SubprocessError):
         return []  # no git here
-    except ReproduceError as err:
+    except CommitError as err:
         return [f"provenance: provenance.git.{err}"]
     return []
 

@@ -235,10 +235,8 @@ def grade_evalplus(dataset: str, samples: list[dict[str, Any]], *, data_dir=None
     if isolation == "evalplus":
         with ProcessPoolExecutor(max_workers=max(1, parallel)) as pool:
             grades = list(pool.map(_grade_evalplus_native, jobs))
-        isolation_used = "evalplus"
     else:
         grades = sandbox.map_bounded(_grade_sandboxed, jobs, parallel)
-        isolation_used = isolation
     meta.update(min_time_limit=min_time_limit, gt_time_limit_factor=gt_time_limit_factor, memory_bytes=memory_bytes,
-                base_only=base_only, parallel=parallel, isolation=isolation_used, n_samples=len(samples))
+                base_only=base_only, parallel=parallel, isolation=isolation, n_samples=len(samples))
     return EvalplusResult(dataset, grades, meta)
