@@ -61,6 +61,10 @@ class WorldConfig:
     """Tiny worlds: which build of the world (a random factor). Build b trains every role (base, teacher,
     student) with its recipe's seed + 1000 * b, so each build is its own cached model set; 0 = the recipes'
     own seeds (the models every pinned number comes from)."""
+    build_roles: list[str] = field(default_factory=lambda: ["base", "teacher", "student"])
+    """Tiny worlds: the roles ``build`` re-seeds. A role left out keeps its recipe's own seed in every build, so
+    all builds share its cached model (and the time to train it): e.g. ``[student]`` varies only the student's
+    seed over one base and one teacher. Build 0 is the same whatever this says."""
     arch: ArchConfig = field(default_factory=ArchConfig)
     base: RecipeConfig = field(default_factory=RecipeConfig)  # pretrained base (used when init == "base")
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
@@ -166,6 +170,8 @@ class TrainerConfig:
     eval_every: int = 1  # periodic test evaluation cadence (steps); step 0 is always evaluated
     eval_avg_k: int = 4  # temperature-1 samples per test prompt for avg@k
     eval_avg_k_every: int = 25  # avg@k is costlier: its own cadence (0 = only at steps 0 and the end)
+    eval_cache: bool = True  # tiny worlds: read the step-0 evaluation from world.cache_dir when an identical
+    # one (same student weights, prompts, settings; bench/train/initial_eval.py) was already computed
     save_every: int = 0  # checkpoint cadence in steps; 0 = only at the end
     resume: str = "none"  # "none" | "auto" (continue from the latest checkpoint in the output dir, once its
     # manifest check passes) | "fallback" (from the newest checkpoint that passes it, each skipped one said)

@@ -77,6 +77,9 @@ RULES: dict[str, Rule] = {
     "world.target_style": Rule(lambda v: len(v) > 0 and all(x in STYLE_FEATURES for x in v) and len(set(v)) == len(v),
                                "a non-empty list of distinct features from " + ", ".join(STYLE_FEATURES)),
     "world.build": COUNT,
+    "world.build_roles": Rule(lambda v: len(v) > 0 and all(x in ("base", "teacher", "student") for x in v)
+                              and len(set(v)) == len(v),
+                              "a non-empty list of distinct roles from base, teacher, student"),
     **{f"world.arch.{k}": POSITIVE_INT for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
                                                    "num_attention_heads", "num_key_value_heads", "head_dim",
                                                    "max_position_embeddings")},
@@ -169,6 +172,7 @@ UNRANGED: dict[str, str] = {
     "rollout.hf": "the engine's own settings dataclass checks itself (core/rollout/hf.py)",
     "rollout.vllm": "the engine's own settings dataclass checks itself (core/rollout/vllm_engine.py)",
     "trainer.save_final_model": "a boolean",
+    "trainer.eval_cache": "a boolean",
     "trainer.snapshot_steps": "its parser (validate_config)",
     "trainer.resume_may_change": "each entry must name a config key (validate_config)",
     "trainer.straightness": "a boolean",

@@ -10,7 +10,9 @@ back by where the grid stops. The criterion is ``bench.studies.run_metrics.selec
 accuracy on the validation selection prompts over the run). Winners are then run on every seed. Target: 95%
 of the final accuracy of OPD at *its* selected learning rate; speedups are per seed pair relative to that OPD
 row, per world build when the seeds span several (``--builds``: seed s in build s % builds, as in table 2).
-Runs identical to table 2's (same build included) are reused from its run folder (``jobs.existing_job``).
+Runs identical to table 2's (same build and build roles included) are reused from its run folder
+(``jobs.existing_job``). ``--build-roles``: the roles a build re-seeds, table 2's by default (``student``: one base
+and teacher, a student per build; ``jobs.TABLE2_BUILD_ROLES``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.jobs import Job, builds_for, existing_job, lr_tag, sweep_label, train_job
+from bench.studies.jobs import (
+    ALL_ROLES,
+    TABLE2_BUILD_ROLES,
+    Job,
+    builds_for,
+    existing_job,
+    lr_tag,
+    parse_build_roles,
+    sweep_label,
+    train_job,
+)
 from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import effopd_diagnostics, grow_lr_sweep, step_time_split
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs, write_speedup_table
@@ -49,40 +61,40 @@ def load_sweep(path: Path = SWEEP_FILE) -> dict:
 
 
 def reused_table2_dir(method: str, lr: float, seed: int, table2_dir: Path, experiment: str | None = None,
-                      needs_selection: bool = False, build: int = 0) -> Path | None:
+                      needs_selection: bool = False, build: int = 0, roles=ALL_ROLES) -> Path | None:
     """The folder of table 2's identical run (its OPD sweep arms, its EffOPD runs at the default LR) in world
-    build ``build``, if finished and, when ``needs_selection``, scoring the selection prompts."""
-    job = table2_job(method, lr, seed, table2_dir, experiment or method.lower(), needs_selection, build)
+    build ``build`` re-seeding ``roles``, if finished and, when ``needs_selection``, scoring the selection prompts."""
+    job = table2_job(method, lr, seed, table2_dir, experiment or method.lower(), needs_selection, build, roles)
     return job.run_dir if job else None
 
 
 def table2_job(method: str, lr: float, seed: int, table2_dir: Path, experiment: str,
-               needs_selection: bool, build: int = 0) -> Job | None:
+               needs_selection: bool, build: int = 0, roles=ALL_ROLES) -> Job | None:
     if method not in ("OPD", "EffOPD"):
         return None
     return existing_job(table2_dir, sweep_label(method, lr), experiment, seed, lr, needs_selection=needs_selection,
-                        build=build)
+                        build=build, build_roles=roles)
 
 
 def method_job(spec: dict, runs_dir: Path, table2_dir: Path, method: str, lr: float, seed: int,
-               selection: bool, build: int = 0) -> Job:
+               selection: bool, build: int = 0, roles=ALL_ROLES) -> Job:
     """A method's run at ``lr`` in world build ``build``: table 2's identical run when there is one, else
     ``<runs_dir>/<method>/...``."""
     experiment = spec["methods"][method]
-    reused = table2_job(method, lr, seed, table2_dir, experiment, needs_selection=selection, build=build)
+    reused = table2_job(method, lr, seed, table2_dir, experiment, needs_selection=selection, build=build, roles=roles)
     if reused is not None:
         return reused
     return train_job(runs_dir / method, f"{method}-lr{lr_tag(lr)}", experiment, seed, lr, selection=selection,
-                     build=build)
+                     build=build, build_roles=roles)
 
 
 def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, methods: list[str],
-          sweep_seeds: list[int], build: dict[int, int] | None = None) -> dict:
+          sweep_seeds: list[int], build: dict[int, int] | None = None, roles=ALL_ROLES) -> dict:
     """Per method: the learning rates tried, their selection scores and the winner."""
     build = build or {s: 0 for s in sweep_seeds}
     return grow_lr_sweep(ctx, methods, list(spec["grid"]), spec["extensions"], sweep_seeds,
                          lambda m, lr, s: method_job(spec, runs_dir, table2_dir, m, lr, s, selection=True,
-                                                     build=build[s]))
+                                                     build=build[s], roles=roles))
 
 
 @register_study("efficiency", after=("table2",),
@@ -92,6 +104,8 @@ def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, metho
     option("--sweep-file", default=str(SWEEP_FILE), help="methods, LR grid and seeds"),
     option("--builds", type=int, default=3,
            help="style-world builds the seeds are spread over (seed s -> s %% builds), as in table 2"),
+    option("--build-roles", default=",".join(TABLE2_BUILD_ROLES),
+           help="the roles a world build re-seeds (world.build_roles), as in table 2 (whose runs are reused)"),
     option("--runs-dir", default="runs/efficiency"),
     option("--table2-runs-dir", default="runs/table2", help="identical runs are reused from here"),
     option("--out", default=str(RESULTS_DIR)),
@@ -102,12 +116,14 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     runs_dir, table2_dir = Path(args.runs_dir), Path(args.table2_runs_dir)
     seeds = list(range(args.seeds or spec["seeds"]))
     build = builds_for(seeds, args.builds)
-    ctx.build_world("style", args.builds)
+    roles = parse_build_roles(args.build_roles)
+    ctx.build_world("style", args.builds, overrides=(f"world.build_roles=[{','.join(roles)}]",))
     sweep_seeds = seeds[: args.sweep_seeds or spec["sweep_seeds"]]
     methods = list(spec["methods"])
-    chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds, build)
+    chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds, build, roles)
     final_jobs = {m: [method_job(spec, runs_dir, table2_dir, m, chosen[m]["selected_lr"], s,
-                                 selection=s in sweep_seeds, build=build[s]) for s in seeds] for m in methods}
+                                 selection=s in sweep_seeds, build=build[s], roles=roles) for s in seeds]
+                  for m in methods}
     ctx.run([j for js in zip(*final_jobs.values()) for j in js])
 
     labels = {m: f"{m} (LR {lr_tag(chosen[m]['selected_lr'])})" for m in methods}
@@ -119,7 +135,8 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     extra = {
         "title": "Efficiency (tiny world): OPD vs EffOPD vs RL vs SFT, each at its validation-selected LR",
         "machine": ctx.machine(), "git_commit": ctx.git_commit(), "world": "style",
-        **({"seed_builds": {str(s): b for s, b in build.items()}} if args.builds > 1 else {}),
+        **({"seed_builds": {str(s): b for s, b in build.items()}, "build_roles": list(roles)}
+           if args.builds > 1 else {}),
         "lr_selection": {"grid": spec["grid"], "extensions": spec["extensions"],
                          "criterion": "mean greedy accuracy on the validation selection prompts over all evals "
                                       "of a run (bench.studies.run_metrics.selection_score)",

@@ -66,13 +66,14 @@ class StudyContext:
         """Run the unfinished jobs (finished ones are checked against their fingerprints first)."""
         run_jobs(jobs, self.launcher, stale=self.stale, reused=self.stale_reused)
 
-    def build_world(self, world: str = "style", n_builds: int = 1) -> None:
+    def build_world(self, world: str = "style", n_builds: int = 1, overrides: tuple[str, ...] = ()) -> None:
         """Build (or find cached) builds 0..n_builds-1 of the tiny world before the runs start: here, once, rather
-        than in the first run of each build, where parallel workers would race to train the same models."""
-        from bench.world.tiny.build import build_world
+        than in the first run of each build, where parallel workers would race to train the same models. All
+        builds are scheduled together (``build_worlds``): models they share train once, ``workers`` at a time.
+        ``overrides``: world settings the study's jobs also pass (e.g. ``world.build_roles=[student]``)."""
+        from bench.world.tiny.build import build_worlds
 
-        for b in range(n_builds):
-            build_world([f"world={world}"] + ([f"world.build={b}"] if b else []), parallel=self.workers)
+        build_worlds([f"world={world}", *overrides], [b or None for b in range(n_builds)], parallel=self.workers)
 
     def machine(self) -> dict:
         return report.machine(self.workers)

@@ -22,6 +22,13 @@ DEFAULT_LR = 2e-5  # trainer.lr of experiments/trainer/tiny.yaml: the tiny world
 LR_MULTIPLIERS = (1, 3, 10)  # the standard LR grid around it: x1, x3, x10 (table 2's sweep, the regimes' LRs)
 # Added to every job by every launcher (and so part of every run's config fingerprint): one torch thread per
 # run, no progress bar in train.log.
+ALL_ROLES = ("base", "teacher", "student")  # world.build_roles' default: a build re-seeds every role
+# The roles table 2's world builds re-seed (and the efficiency study's, which reuses table 2's runs). Issue 16
+# measured which recipe seeds move the results (docs/worlds.md#what-a-build-varies): re-seeding the student alone
+# moves OPD's final accuracy (0.78 on build 0; 0.51 and 0.76), re-seeding the teacher alone does not (0.79, 0.78).
+# So these builds share build 0's base and teacher, the models every other study uses, and train a student each:
+# one SFT training per extra build instead of three.
+TABLE2_BUILD_ROLES = ("student",)
 LAUNCH_OVERRIDES = ("trainer.threads=1", "logging.progress_bar=false")
 
 
@@ -71,8 +78,28 @@ def builds_for(seeds, n_builds: int) -> dict[int, int]:
     return {s: s % n_builds for s in seeds}
 
 
+def build_overrides(build: int, build_roles=ALL_ROLES) -> list[str]:
+    """The overrides that put a run in world build ``build`` re-seeding ``build_roles``: none for build 0 (the same
+    models whatever the roles), and the roles only when they are not all three (``world.build_roles``' default),
+    so a job's overrides, and so its run fingerprint, are what they were before either setting existed."""
+    roles = tuple(build_roles)
+    if not build:
+        return []
+    return [f"world.build={build}", *([f"world.build_roles=[{','.join(roles)}]"] if roles != ALL_ROLES else [])]
+
+
+def parse_build_roles(text: str) -> tuple[str, ...]:
+    """``--build-roles student`` / ``base,teacher,student`` -> the roles; a clear error for anything else."""
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    if not roles or any(r not in ALL_ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise ValueError(f"--build-roles {text!r}: name distinct roles from {','.join(ALL_ROLES)}, e.g. student "
+                         "(one base and teacher, a student per build) or base,teacher,student (every role per build)")
+    return tuple(r for r in ALL_ROLES if r in roles)
+
+
 def train_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
-              selection: bool = False, extra: tuple[str, ...] | list[str] = (), build: int = 0) -> Job:
+              selection: bool = False, extra: tuple[str, ...] | list[str] = (), build: int = 0,
+              build_roles=ALL_ROLES) -> Job:
     """The run ``<runs_dir>/<label>/seed<seed>``: preset ``experiment`` on ``world`` at ``lr``, labelled ``label``.
 
     Only runs that take part in a learning-rate selection score the validation selection prompts (evaluation
@@ -81,12 +108,13 @@ def train_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float,
     job's overrides, and so its run fingerprint, are what they were before builds existed. The folder does not
     name the build: one label holds one run per seed (spread seeds over builds with ``builds_for``), and a
     finished folder made in another build is caught by its fingerprint (stale) instead of being loaded twice.
+    ``build_roles``: the roles the build re-seeds (``build_overrides``).
     """
     if isinstance(build, bool) or not isinstance(build, int) or build < 0:
         raise ValueError(f"build = {build!r}: the world build (world.build) must be an integer >= 0 "
                          "(0 is the default build)")
     return Job(Path(runs_dir) / label / f"seed{seed}",
-               [f"experiment={experiment}", f"world={world}", *([f"world.build={build}"] if build else []),
+               [f"experiment={experiment}", f"world={world}", *build_overrides(build, build_roles),
                 f"trainer.seed={seed}", f"trainer.lr={lr}", f"method={label}", "logging.wandb=disabled",
                 *([] if selection else ["data.selection_prompts=0"]), *extra])
 
@@ -99,7 +127,7 @@ def scored_selection(run_dir: Path) -> bool:
 
 def existing_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float, world: str = "style",
                  needs_selection: bool = False, extra: tuple[str, ...] | list[str] = (),
-                 build: int = 0) -> Job | None:
+                 build: int = 0, build_roles=ALL_ROLES) -> Job | None:
     """Another study's finished run of the same (experiment, world, build, seed, LR), as the job that made it, or None.
 
     The folder is ``train_job``'s (``<runs_dir>/<label>/seed<seed>``); its selection setting and its exact
@@ -116,8 +144,25 @@ def existing_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: flo
     run_lr = float(summary.get("lr", lr))
     if lr_tag(run_lr) != lr_tag(lr) or run_build(folder, summary) != build:
         return None
+    if build and run_build_roles(folder) != tuple(build_roles):
+        return None
     selection = scored_selection(folder)
     if needs_selection and not selection:
         return None
     return train_job(runs_dir, label, experiment, seed, run_lr, world=world, selection=selection, extra=extra,
-                     build=build)
+                     build=build, build_roles=build_roles)
+
+
+def run_build_roles(folder: Path) -> tuple[str, ...]:
+    """The roles a run's world build re-seeded: config.yaml's ``world.build_roles``, else summary.json's
+    ``world_build_roles``, else all three (runs made before the setting existed re-seeded every role)."""
+    import yaml
+
+    folder = Path(folder)
+    config, summary = folder / "config.yaml", folder / "summary.json"
+    roles = None
+    if config.exists():
+        roles = ((yaml.safe_load(config.read_text()) or {}).get("world") or {}).get("build_roles")
+    elif summary.exists():
+        roles = json.loads(summary.read_text()).get("world_build_roles")
+    return tuple(r for r in ALL_ROLES if r in (roles or ALL_ROLES))

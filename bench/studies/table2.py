@@ -7,7 +7,9 @@ sweep (x1, x3, x10 the default) on the first ``--sweep-seeds`` seeds; its winner
 greedy accuracy on the selection prompts over the run: fast and stable both count) is topped up to all seeds
 and becomes the "OPD, tuned LR" row. Seeds are spread over ``--builds`` builds of the style world (seed s in
 build s % builds, ``builds_for``): a build is a random factor as much as a seed (on style, OPD ends at 0.78 on
-build 0 and 0.99 on build 1), so the CIs are over builds, then seeds (bench/studies/speedup.py). Target: 95% of
+build 0 and 0.5-0.99 on the others), so the CIs are over builds, then seeds (bench/studies/speedup.py). A
+build re-seeds only the student by default (``--build-roles student``, ``jobs.TABLE2_BUILD_ROLES``): every build
+shares build 0's base and teacher, so the extra builds cost one student training each. Target: 95% of
 OPD's mean final accuracy, per build when there are several (``--builds 1``: one pooled target, the table as
 it was before builds). Tables: results/table2.{md,
 csv,json} and table2_curves.png (bench/studies/speedup.py), with the sweep, other targets, EffOPD trigger
@@ -20,7 +22,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
-from bench.studies.jobs import DEFAULT_LR, LR_MULTIPLIERS, Job, builds_for, sweep_label, train_job
+from bench.studies.jobs import (
+    DEFAULT_LR,
+    LR_MULTIPLIERS,
+    TABLE2_BUILD_ROLES,
+    Job,
+    builds_for,
+    parse_build_roles,
+    sweep_label,
+    train_job,
+)
 from bench.studies.paper import PAPER_SPEEDUP
 from bench.studies.report import append_markdown, fmt_stat, machine_line, md_header, stale_note
 from bench.studies.run_metrics import effopd_diagnostics, selection_score, step_time_split
@@ -43,20 +54,20 @@ def target_sensitivity(runs: list[RunRecord], fractions=(0.5, 0.75, 0.9, 0.95)) 
     return out
 
 
-def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int],
-         build: dict[int, int]) -> tuple[list[Job], dict[int, str]]:
+def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int], build: dict[int, int],
+         roles: tuple[str, ...] = TABLE2_BUILD_ROLES) -> tuple[list[Job], dict[int, str]]:
     """The first phase's jobs (OPD, EffOPD on all seeds; the sweep arms on the sweep seeds) and the arms' labels;
-    seed s runs in world build ``build[s]`` (``builds_for``)."""
-    jobs = [train_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s])
-            for s in seeds]
+    seed s runs in world build ``build[s]`` (``builds_for``), which re-seeds ``roles``."""
+    jobs = [train_job(runs_dir, "OPD", "opd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s],
+                      build_roles=roles) for s in seeds]
     # EffOPD's sweep-seed runs also score the selection prompts: the efficiency study selects its LR.
-    jobs += [train_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s])
-             for s in seeds]
+    jobs += [train_job(runs_dir, "EffOPD", "effopd", s, DEFAULT_LR, selection=s in sweep_seeds, build=build[s],
+                       build_roles=roles) for s in seeds]
     sweep_labels = {mult: sweep_label("OPD", DEFAULT_LR * mult) for mult in LR_SWEEP}
     for mult, label in sweep_labels.items():
         if mult != 1:
-            jobs += [train_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True, build=build[s])
-                     for s in sweep_seeds]
+            jobs += [train_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True, build=build[s],
+                               build_roles=roles) for s in sweep_seeds]
     # Interleave methods so that a partially finished sweep already holds comparable pairs.
     jobs.sort(key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir)))
     return jobs, sweep_labels
@@ -67,6 +78,9 @@ def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int],
     option("--sweep-seeds", type=int, default=2, help="seeds per LR-sweep arm used for selection"),
     option("--builds", type=int, default=3,
            help="style-world builds the seeds are spread over (seed s -> s %% builds); 1: build 0 only"),
+    option("--build-roles", default=",".join(TABLE2_BUILD_ROLES),
+           help="the roles a world build re-seeds (world.build_roles): student (default: one base and teacher, a "
+                "student per build) or base,teacher,student (every role per build, table 2 before issue 16)"),
     option("--runs-dir", default="runs/table2"),
     option("--out", default=str(RESULTS_DIR)),
     option("--prior-seconds", type=float, default=0.0,
@@ -77,11 +91,12 @@ def reproduce_table2(ctx: StudyContext) -> dict:
     runs_dir = Path(args.runs_dir)
     seeds = list(range(args.seeds))
     build = builds_for(seeds, args.builds)
-    ctx.build_world("style", args.builds)
+    roles = parse_build_roles(args.build_roles)
+    ctx.build_world("style", args.builds, overrides=(f"world.build_roles=[{','.join(roles)}]",))
     # The LR sweep is selected on the first `sweep_seeds` seeds of every arm (x1 included); only the winner
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
-    jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds, build)
+    jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds, build, roles)
     ctx.run(jobs)
 
     def runs_of(label: str, which: list[int]) -> list[RunRecord]:
@@ -93,8 +108,8 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         sweep.append({"lr_multiplier": mult, "lr": DEFAULT_LR * mult, "label": label, "seeds": sweep_seeds,
                       "selection_score": mean_ci(scores)})
     best = max(sweep, key=lambda s: s["selection_score"]["mean"])
-    ctx.run([train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds, build=build[s])
-             for s in seeds])
+    ctx.run([train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds, build=build[s],
+                       build_roles=roles) for s in seeds])
     by_label = {label: runs_of(label, seeds) for label in ("OPD", "EffOPD", best["label"])}
     tuned_label = f"OPD, tuned LR (x{best['lr_multiplier']})"
     table_runs = by_label["OPD"] + by_label["EffOPD"]
@@ -105,7 +120,8 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         "git_commit": ctx.git_commit(),
         "world": "style",
         "default_lr": DEFAULT_LR,
-        **({"seed_builds": {str(s): b for s, b in build.items()}} if args.builds > 1 else {}),
+        **({"seed_builds": {str(s): b for s, b in build.items()}, "build_roles": list(roles)}
+           if args.builds > 1 else {}),
         "lr_sweep": {"criterion": f"mean greedy accuracy on {by_label['OPD'][0].summary['selection_prompts']} "
                                   "validation prompts over all evaluations of a run (validation split, disjoint "
                                   "from test and from EffOPD's validation prompts)",

@@ -22,6 +22,7 @@ from bench.extrapolation.straightness import extrapolated_layout
 from bench.train.checkpoint import agreed_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from bench.train.config_checks import validate_config
 from bench.train.dry_run import dry_run
+from bench.train.initial_eval import initial_eval
 from bench.train.phases import TimedScorer, batch_metrics, collect_batch, periodic_eval, update_phase
 from bench.train.runlog import RunLogger
 from bench.train.setup import Run, lock_run_folder, setup
@@ -57,7 +58,7 @@ def run_loop(run: Run) -> dict:
     if progress.step in run.snapshot_steps and run.is_main:  # rollout_model: the full weights on every world size
         save_snapshot(run.out, progress.step, run.rollout_model)
     if progress.step == 0 and run.is_main:  # evaluation reads the engine's full copy: no collectives, rank 0 alone
-        log.eval(periodic_eval(cfg, run.engine, run.world, 0, 0.0, with_avg_k=True))
+        log.eval(initial_eval(cfg, run.engine, run.world))  # cached per student (bench/train/initial_eval.py)
 
     bar = tqdm(total=tcfg.total_steps, initial=progress.step,
                disable=not (cfg.logging.progress_bar and run.is_main), desc=cfg.method)

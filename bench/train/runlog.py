@@ -60,7 +60,8 @@ class RunLogger:
         time_split = {k: sum(m[k] for m in metrics) for k in metrics[0] if k.startswith("time/")} if metrics else {}
         summary = {
             "method": self.cfg.method, "seed": self.cfg.trainer.seed, "lr": self.cfg.trainer.lr,
-            "world": self.cfg.world.name, "world_build": self.cfg.world.build, "algorithm": self.cfg.algorithm.name,
+            "world": self.cfg.world.name, "world_build": self.cfg.world.build,
+            "world_build_roles": list(self.cfg.world.build_roles), "algorithm": self.cfg.algorithm.name,
             "effopd": bool(self.cfg.effopd.enabled), "status": "complete",
             "selection_prompts": self.cfg.data.selection_prompts,
             "total_steps": self.cfg.trainer.total_steps, "train_seconds": round(train_seconds, 4),

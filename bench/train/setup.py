@@ -111,7 +111,7 @@ def start(cfg) -> Path:
 
 # Launch settings a resume may always change: they do not change what the run computes.
 RESUME_IGNORES = ("trainer.resume", "trainer.resume_may_change", "trainer.output_dir", "trainer.threads",
-                  "world.cache_dir", "logging")
+                  "trainer.eval_cache", "world.cache_dir", "logging")
 
 
 def check_resume_config(cfg, out: Path) -> None:

@@ -76,6 +76,10 @@ def check_world(world) -> None:
     build = getattr(world, "build", 0)
     if not isinstance(build, int) or build < 0:
         raise ValueError(f"world.build={build!r}; use 0 (the recipes' own seeds) or a positive build number")
+    roles = list(build_roles(world))
+    if any(r not in ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise ValueError(f"world.build_roles={roles}; use distinct roles from {list(ROLES)}, e.g. "
+                         "world.build_roles=[student]")
 
 
 def world_criterion(world) -> str:
@@ -83,10 +87,17 @@ def world_criterion(world) -> str:
     return criterion_name(world.criterion, list(getattr(world, "target_style", FEATURES)))
 
 
+def build_roles(world) -> tuple[str, ...]:
+    """The roles ``world.build`` re-seeds (all three for configs written before ``world.build_roles``)."""
+    return tuple(getattr(world, "build_roles", None) or ROLES)
+
+
 def recipe_of(world, role: str) -> dict:
-    """The recipe ``role`` is trained with in this build of the world: its own, with seed + 1000 * build."""
+    """The recipe ``role`` is trained with in this build of the world: its own, with seed + 1000 * build when
+    the build re-seeds the role (``world.build_roles``); a role it leaves alone is shared by every build."""
     recipe = _plain(getattr(world, role))
-    recipe["seed"] = recipe["seed"] + BUILD_SEED_STRIDE * world_build(world)
+    if role in build_roles(world):
+        recipe["seed"] = recipe["seed"] + BUILD_SEED_STRIDE * world_build(world)
     return recipe
 
 
@@ -294,28 +305,62 @@ def _build_one(overrides: list[str], role: str, threads: int) -> str:
 
 
 def build_world(overrides: list[str], parallel: int = 2) -> dict[str, str]:
-    """Build whatever the world named by config ``overrides`` is missing; returns {role: cache path}.
+    """Build whatever the world named by config ``overrides`` is missing; returns {role: cache path}."""
+    return build_worlds(overrides, [None], parallel)[0]
 
-    The base trains first with all threads; teacher and student then train in parallel processes (one
-    thread each) when ``parallel > 1``."""
+
+def _run_stage(jobs: list[tuple[list[str], str]], parallel: int) -> None:
+    """Train ``jobs`` ((overrides, role) pairs, none the parent of another): alone with every thread when there
+    is one, else ``parallel`` spawned processes of one thread each (two small trainings side by side beat one
+    two-thread training: the model is too small for threads to pay)."""
+    if len(jobs) == 1 or parallel <= 1:
+        for overrides, role in jobs:
+            _build_one(overrides, role, torch.get_num_threads())
+    elif jobs:
+        with mp.get_context("spawn").Pool(min(parallel, len(jobs))) as pool:
+            pool.starmap(_build_one, [(overrides, role, 1) for overrides, role in jobs], chunksize=1)
+
+
+def plan_builds(variants: list[list[str]], worlds: list) -> list[list[tuple[list[str], str]]]:
+    """The missing models of ``worlds`` (composed from ``variants``) as two stages of (overrides, role) jobs: the
+    bases, then the teachers and students. A model shared by several builds (same key) is listed once."""
+    stages: list[dict[str, tuple[list[str], str]]] = [{}, {}]  # model key -> (overrides, role)
+    for v, world in zip(variants, worlds):
+        check_world(world)
+        roles = ["teacher", "student"]
+        if any(getattr(world, r).init == "base" for r in roles):
+            roles.insert(0, "base")
+        for role in roles:
+            key = model_key(world, role)
+            if not (Path(world.cache_dir) / key / REPORT).exists():
+                stages[role != "base"].setdefault(key, (v, role))
+    return [list(stage.values()) for stage in stages]
+
+
+def build_worlds(overrides: list[str], builds: list[int | None], parallel: int = 2) -> list[dict[str, str]]:
+    """Build whatever builds ``builds`` of the world named by ``overrides`` are missing (``None``: the build the
+    overrides name); returns one {role: cache path} per build.
+
+    Scheduled over all builds at once, so that models shared between builds (``world.build_roles``) train once:
+    first the missing bases (the others' parent), then every missing teacher and student, ``parallel`` at a
+    time."""
     from bench.config import compose_config
 
-    world = compose_config(overrides).world
-    check_world(world)
-    paths = {}
-    if any(getattr(world, r).init == "base" for r in ("teacher", "student")):
-        paths["base"] = _build_one(overrides, "base", threads=torch.get_num_threads())
-    roles = ["teacher", "student"]
-    missing = [r for r in roles if not (Path(world.cache_dir) / model_key(world, r) / REPORT).exists()]
-    if parallel > 1 and len(missing) > 1:
-        with mp.get_context("spawn").Pool(len(roles)) as pool:
-            built = pool.starmap(_build_one, [(overrides, r, 1) for r in roles])
-    else:
-        built = [_build_one(overrides, r, torch.get_num_threads()) for r in roles]
-    paths.update(zip(roles, built))
-    for role, path in paths.items():
-        report = complete_report(path, world.digits)
-        print(json.dumps({"world": world.name, "build": world_build(world), "role": role, "path": path,
-                          "train_seconds": report["train_seconds"], "criterion": world_criterion(world),
-                          "test": world_view(report["test"], world)}), flush=True)
-    return paths
+    variants = [list(overrides) + ([] if b is None else [f"world.build={b}"]) for b in builds]
+    worlds = [compose_config(v).world for v in variants]
+    for stage in plan_builds(variants, worlds):
+        _run_stage(stage, parallel)
+    out = []
+    for world in worlds:
+        paths = {}
+        for role in ("base", "teacher", "student"):
+            if role == "base" and not any(getattr(world, r).init == "base" for r in ("teacher", "student")):
+                continue
+            path = str(ensure_model(world, role))  # built above: finds the cached model
+            report = complete_report(path, world.digits)
+            print(json.dumps({"world": world.name, "build": world_build(world), "role": role, "path": path,
+                              "train_seconds": report["train_seconds"], "criterion": world_criterion(world),
+                              "test": world_view(report["test"], world)}), flush=True)
+            paths[role] = path
+        out.append(paths)
+    return out

@@ -19,7 +19,8 @@ def frozen(monkeypatch):
     monkeypatch.setattr(framework, "time", types.SimpleNamespace(time=lambda: 1000.0))
     monkeypatch.setattr(report, "machine", lambda n: {**MACHINE, "parallel_runs": n})
     monkeypatch.setattr(report, "git_commit", lambda: "0123456789ab")
-    monkeypatch.setattr(framework.StudyContext, "build_world", lambda self, world="style", n_builds=1: None)
+    monkeypatch.setattr(framework.StudyContext, "build_world",
+                        lambda self, world="style", n_builds=1, overrides=(): None)
 
 
 @pytest.fixture
@@ -27,5 +28,5 @@ def no_builds(monkeypatch, frozen):
     """``frozen``, and the studies' world builds recorded instead of built: [(world, n_builds)]."""
     built = []
     monkeypatch.setattr(framework.StudyContext, "build_world",
-                        lambda self, world="style", n_builds=1: built.append((world, n_builds)))
+                        lambda self, world="style", n_builds=1, overrides=(): built.append((world, n_builds)))
     return built

@@ -87,6 +87,8 @@ def fake_train(run_dir: Path, overrides: list[str]) -> None:
                "validation_seconds": round(sum(val_s.values()), 4), "final": {"test/greedy": evals[-1]["test/greedy"]}}
     if build:
         summary["world_build"] = build
+        if "world.build_roles" in o:
+            summary["world_build_roles"] = o["world.build_roles"].strip("[]").split(",")
     if exp in ("opd", *EXTRAPOLATING):
         summary["straightness"] = straightness_block(exp, world, lr, seed, triggers)
     (run_dir / "summary.json").write_text(json.dumps(summary))

@@ -316,3 +316,29 @@ def test_cluster_t_is_a_t_interval_over_build_means(tmp_path):
     runs = spread_runs(tmp_path, [(10, 15, 25)] * 3)
     lo, hi = rows(build_speedup_table(runs))["EffOPD"]["speedup_steps"]["ci95"]
     assert hi - lo == pytest.approx(0.0, abs=1e-12)
+
+
+def test_build_roles_override_only_for_other_builds_and_other_roles(tmp_path):
+    from bench.studies.jobs import ALL_ROLES, build_overrides, parse_build_roles
+
+    assert build_overrides(0, ("student",)) == [] and build_overrides(2) == ["world.build=2"]
+    assert build_overrides(2, ALL_ROLES) == ["world.build=2"]  # the default roles: fingerprints as before
+    assert build_overrides(1, ("student",)) == ["world.build=1", "world.build_roles=[student]"]
+    assert parse_build_roles("student, base") == ("base", "student")  # canonical order
+    for bad in ("", "pupil", "student,student"):
+        with pytest.raises(ValueError, match="--build-roles"):
+            parse_build_roles(bad)
+    job = train_job(tmp_path, "OPD", "opd", 1, 2e-5, build=1, build_roles=("student",))
+    assert "world.build_roles=[student]" in job.overrides
+    assert train_job(tmp_path, "OPD", "opd", 0, 2e-5, build_roles=("student",)) == train_job(tmp_path, "OPD", "opd",
+                                                                                             0, 2e-5)
+
+
+def test_existing_job_matches_the_build_roles(tmp_path):
+    folder = write_build_run(tmp_path, "OPD", 1, 2, 20)
+    runs_dir = folder.parent.parent
+    assert existing_job(runs_dir, "OPD", "opd", 1, 2e-5, build=2, build_roles=("student",)) is None  # all three
+    (folder / "config.yaml").write_text("world:\n  name: style\n  build: 2\n  build_roles: [student]\n")
+    assert existing_job(runs_dir, "OPD", "opd", 1, 2e-5, build=2) is None
+    job = existing_job(runs_dir, "OPD", "opd", 1, 2e-5, build=2, build_roles=("student",))
+    assert job == train_job(runs_dir, "OPD", "opd", 1, 2e-5, build=2, build_roles=("student",))

@@ -254,3 +254,57 @@ def test_reports_from_before_the_style_rows_are_completed_identically(micro_cach
     done = tb.complete_report(path, w.digits)
     assert done["test"] == full["test"]
     assert tb.load_report(path)["test"] == full["test"]
+
+
+def test_build_roles_reseed_only_the_named_roles_and_share_the_rest():
+    # world.build_roles=[student]: every build keeps build 0's base and teacher (one cached model each) and trains
+    # its own student from the shared base; build 0 is the same whatever the roles.
+    shared = {b: world("world=style", f"world.build={b}", "world.build_roles=[student]") for b in (0, 1, 2)}
+    full = {b: world("world=style", f"world.build={b}") for b in (0, 1, 2)}
+    assert {r: tb.model_key(shared[0], r) for r in ROLES} == STYLE_KEYS_BEFORE_BUILDS
+    for b in (1, 2):
+        assert tb.model_key(shared[b], "base") == STYLE_KEYS_BEFORE_BUILDS["base"]
+        assert tb.model_key(shared[b], "teacher") == STYLE_KEYS_BEFORE_BUILDS["teacher"]
+        assert tb.recipe_of(shared[b], "student")["seed"] == tb.recipe_of(full[b], "student")["seed"]
+        # same student seed as the full build, but trained on another base: another model
+        assert tb.model_key(shared[b], "student") not in (tb.model_key(full[b], "student"),
+                                                           STYLE_KEYS_BEFORE_BUILDS["student"])
+    assert tb.model_key(shared[1], "student") != tb.model_key(shared[2], "student")
+    # re-seeding the teacher alone on the shared base: a new teacher, the base and student of build 0
+    t1 = world("world=style", "world.build=1", "world.build_roles=[teacher]")
+    assert tb.model_key(t1, "student") == STYLE_KEYS_BEFORE_BUILDS["student"]
+    assert tb.model_key(t1, "teacher") != STYLE_KEYS_BEFORE_BUILDS["teacher"]
+
+
+@pytest.mark.parametrize("roles", ["[]", "[student,student]", "[pupil]"])
+def test_bad_build_roles_fail_naming_the_key(roles):
+    from bench.config_ranges import ConfigError, check_ranges
+
+    with pytest.raises(ConfigError, match="world.build_roles"):
+        check_ranges(compose_config(["world=style", f"world.build_roles={roles}"]))
+    w = OmegaConf.to_container(world("world=style"), resolve=True)
+    w["build_roles"] = ["pupil"]
+    with pytest.raises(ValueError, match=r"world.build_roles=\['pupil'\].*world.build_roles=\[student\]"):
+        tb.check_world(OmegaConf.create(w))
+
+
+def test_build_worlds_trains_each_shared_model_once_bases_first(tmp_path):
+    # Three builds re-seeding the student need one base, then one teacher and three students; cached models are
+    # skipped. (Scheduling only: plan_builds trains nothing.)
+    overrides = ["world=style", "world.build_roles=[student]", f"world.cache_dir={tmp_path}"]
+    variants = [overrides, [*overrides, "world.build=1"], [*overrides, "world.build=2"]]
+
+    def plan():
+        return [[(role, tb.world_build(world(*v))) for v, role in stage]
+                for stage in tb.plan_builds(variants, [world(*v) for v in variants])]
+
+    assert plan() == [[("base", 0)], [("teacher", 0), ("student", 0), ("student", 1), ("student", 2)]]
+    w0 = world(*overrides)
+    for role in ("base", "teacher"):
+        (tmp_path / tb.model_key(w0, role)).mkdir()
+        (tmp_path / tb.model_key(w0, role) / tb.REPORT).write_text("{}")
+    assert plan() == [[], [("student", 0), ("student", 1), ("student", 2)]]
+    # every role re-seeded: a base per build, then a teacher and a student per build
+    full = [["world=style", f"world.cache_dir={tmp_path / 'full'}", f"world.build={b}"] for b in (0, 1, 2)]
+    stages = tb.plan_builds(full, [world(*v) for v in full])
+    assert [len(s) for s in stages] == [3, 6]
