@@ -11,8 +11,9 @@ accuracy on the validation selection prompts over the run). Winners are then run
 of the final accuracy of OPD at *its* selected learning rate; speedups are per seed pair relative to that OPD
 row, per world build when the seeds span several (``--builds``: seed s in build s % builds, as in table 2).
 Runs identical to table 2's (same build and build roles included) are reused from its run folder
-(``jobs.existing_job``). ``--build-roles``: the roles a build re-seeds, table 2's by default (``student``: one base
-and teacher, a student per build; ``jobs.TABLE2_BUILD_ROLES``).
+(``jobs.existing_job``). ``--build-roles``: the roles a build re-seeds; every role by default, the builds
+results/efficiency.* was made with, so only table 2's build-0 runs are reused (its builds 1 and 2 re-seed the
+student only, ``jobs.TABLE2_BUILD_ROLES``; ``--build-roles student`` reuses those too).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from omegaconf import OmegaConf
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import (
     ALL_ROLES,
-    TABLE2_BUILD_ROLES,
     Job,
     builds_for,
     existing_job,
@@ -104,8 +104,10 @@ def sweep(ctx: StudyContext, spec: dict, runs_dir: Path, table2_dir: Path, metho
     option("--sweep-file", default=str(SWEEP_FILE), help="methods, LR grid and seeds"),
     option("--builds", type=int, default=3,
            help="style-world builds the seeds are spread over (seed s -> s %% builds), as in table 2"),
-    option("--build-roles", default=",".join(TABLE2_BUILD_ROLES),
-           help="the roles a world build re-seeds (world.build_roles), as in table 2 (whose runs are reused)"),
+    option("--build-roles", default=",".join(ALL_ROLES),
+           help="the roles a world build re-seeds (world.build_roles): base,teacher,student (default: the builds "
+                "results/efficiency.* was made with) or student (table 2's builds: its runs of builds 1 and 2 are "
+                "then reused too)"),
     option("--runs-dir", default="runs/efficiency"),
     option("--table2-runs-dir", default="runs/table2", help="identical runs are reused from here"),
     option("--out", default=str(RESULTS_DIR)),

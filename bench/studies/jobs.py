@@ -23,7 +23,7 @@ LR_MULTIPLIERS = (1, 3, 10)  # the standard LR grid around it: x1, x3, x10 (tabl
 # Added to every job by every launcher (and so part of every run's config fingerprint): one torch thread per
 # run, no progress bar in train.log.
 ALL_ROLES = ("base", "teacher", "student")  # world.build_roles' default: a build re-seeds every role
-# The roles table 2's world builds re-seed (and the efficiency study's, which reuses table 2's runs). Issue 16
+# The roles table 2's world builds re-seed (``--build-roles`` of table 2; efficiency's option too). Issue 16
 # measured which recipe seeds move the results (docs/worlds.md#what-a-build-varies): re-seeding the student alone
 # moves OPD's final accuracy (0.78 on build 0; 0.51 and 0.76), re-seeding the teacher alone does not (0.79, 0.78).
 # So these builds share build 0's base and teacher, the models every other study uses, and train a student each:

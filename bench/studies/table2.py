@@ -97,7 +97,11 @@ def reproduce_table2(ctx: StudyContext) -> dict:
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
     jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds, build, roles)
-    ctx.run(jobs)
+    # The selection reads only the sweep arms' sweep-seed runs: those go first; then every other run and the
+    # winner's top-up share one queue, so the top-up does not wait for the rest (a half-empty last round).
+    selecting = [j for j in jobs if j.run_dir.parent.name in sweep_labels.values()
+                 and int(j.run_dir.name[4:]) in sweep_seeds]
+    ctx.run(selecting)
 
     def runs_of(label: str, which: list[int]) -> list[RunRecord]:
         return [r for r in load_runs(runs_dir / label) if r.seed in which]
@@ -108,8 +112,11 @@ def reproduce_table2(ctx: StudyContext) -> dict:
         sweep.append({"lr_multiplier": mult, "lr": DEFAULT_LR * mult, "label": label, "seeds": sweep_seeds,
                       "selection_score": mean_ci(scores)})
     best = max(sweep, key=lambda s: s["selection_score"]["mean"])
-    ctx.run([train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds, build=build[s],
-                       build_roles=roles) for s in seeds])
+    top_up = [train_job(runs_dir, best["label"], "opd", s, best["lr"], selection=s in sweep_seeds, build=build[s],
+                        build_roles=roles) for s in seeds]
+    rest = [j for j in jobs if j not in selecting]
+    queue = rest + [j for j in top_up if j not in rest and j not in selecting]
+    ctx.run(sorted(queue, key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir))))
     by_label = {label: runs_of(label, seeds) for label in ("OPD", "EffOPD", best["label"])}
     tuned_label = f"OPD, tuned LR (x{best['lr_multiplier']})"
     table_runs = by_label["OPD"] + by_label["EffOPD"]

@@ -39,25 +39,39 @@ def count_parameters(config) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# fp32 logits-sized buffers alive at the peak of the log-prob backward, measured on CPU at 8 x 1024 tokens and a
+# 151,936 vocabulary (results/perf/real_vocab_memory.json, issue 16): the plain path holds ~3 (the full-sequence
+# logits HF returns, the log-softmax saved for backward, its gradient); the chunked path ~5 per chunk (the
+# recomputed chunk logits, logsumexp's softmax, the gather's and the sum's gradients, the result).
+LOGITS_COPIES = {"plain": 3, "chunked": 5}
+
+
 def estimate_memory(cfg, student_cfg, student_params: int, teacher_params: int, world_size: int,
                     prompt_tokens: int = PROMPT_TOKENS) -> dict:
-    """GiB per GPU: FSDP-sharded fp32 master weights, grads and AdamW moments (16 B/param) of the student,
-    the bf16 teacher (2 B/param) sharded the same way, and one micro-batch's activations and logits.
+    """GiB per GPU: FSDP-sharded fp32 master weights, grads and AdamW moments (16 B/param) of the student, the
+    teacher sharded the same way (``trainer.dist_param_dtype`` bytes per parameter; fp32 on one process, where
+    nothing converts it), and one micro-batch's activations and logits.
 
     Activations: with ``trainer.activation_checkpointing`` one bf16 hidden state per layer per token plus one
-    layer's working set, without it every layer's working set. Logits: fp32 for ``trainer.logprob_chunk``
-    positions at a time (the whole response when 0), with their gradient;
-    the rollout engine's KV cache (vLLM) is not included."""
-    tokens = cfg.trainer.micro_batch_size * (prompt_tokens + cfg.rollout.max_new_tokens)
+    layer's working set, without it every layer's working set. Logits: ``LOGITS_COPIES`` fp32 buffers of
+    ``trainer.logprob_chunk`` positions (chunked) or of the whole sequence, prompt included (the plain path: HF
+    computes every position's logits); the rollout engine's KV cache (vLLM) is not included. Checked against a
+    measured CPU peak by bench/studies/perf/real_vocab_memory.py."""
+    mb = cfg.trainer.micro_batch_size
+    tokens = mb * (prompt_tokens + cfg.rollout.max_new_tokens)
     hidden, layers = student_cfg.hidden_size, student_cfg.num_hidden_layers
     inter = getattr(student_cfg, "intermediate_size", 4 * hidden)
     vocab = student_cfg.vocab_size
     states = 16 * student_params / world_size
-    teacher = 2 * teacher_params / world_size
+    teacher_bytes = 2 if world_size > 1 and cfg.trainer.dist_param_dtype == "bf16" else 4
+    teacher = teacher_bytes * teacher_params / world_size
     checkpoints = 2 * tokens * hidden * layers
     working = tokens * (10 * hidden + 3 * inter) * 2
-    chunk = getattr(cfg.trainer, "logprob_chunk", 0) or cfg.rollout.max_new_tokens
-    logits = 4 * cfg.trainer.micro_batch_size * min(chunk, cfg.rollout.max_new_tokens) * vocab * 2
+    chunk = getattr(cfg.trainer, "logprob_chunk", 0) or 0
+    if chunk > 0:
+        logits = 4 * mb * min(chunk, cfg.rollout.max_new_tokens) * vocab * LOGITS_COPIES["chunked"]
+    else:
+        logits = 4 * tokens * vocab * LOGITS_COPIES["plain"]
     activations = checkpoints + working if cfg.trainer.activation_checkpointing else working * layers
     parts = {"student_states": states, "teacher_weights": teacher, "activations": activations,
              "logits": logits}

@@ -28,7 +28,7 @@ from bench.train.checkpoint import all_checkpoints
 from bench.train.data import PromptStream
 from bench.train.phases import EffOPDValidation
 from bench.train.snapshots import parse_snapshot_steps
-from bench.world import check_same_vocabulary, load_model, load_world
+from bench.world import World, check_same_vocabulary, load_model, load_world
 from bench.world.teacher_samples import teacher_trajectories_for_run
 from core.config_diff import check_unchanged
 from core.io import atomic_write_text
@@ -202,11 +202,12 @@ def build_straightness(cfg, student) -> StraightnessTracker | None:
                                max_host_mb=tcfg.straightness_max_host_mb)
 
 
-def setup(cfg) -> Run:
-    """Every part of the run, in the order documented at the top of this module."""
+def setup(cfg, world: World | None = None) -> Run:
+    """Every part of the run, in the order documented at the top of this module. ``world``: one the caller built
+    (a benchmark's synthetic prompts, bench/studies/perf/real_vocab_memory.py); default ``load_world(cfg)``."""
     tcfg = cfg.trainer
     out = start(cfg)
-    world = load_world(cfg)
+    world = world if world is not None else load_world(cfg)
     student, teacher, reference = load_models(cfg, world)
     rollout_model = shard_models(cfg, student, teacher, reference)
     engine = build_engine(cfg, rollout_model, student, world.tokenizer)

@@ -80,5 +80,27 @@ def test_table2_and_efficiency_spread_their_seeds_over_world_builds(tmp_path, fr
         assert json.loads((folder / "summary.json").read_text()).get("world_build", 0) == int(folder.name[4:]) % 3
     e = json.loads((out / "efficiency.json").read_text())
     assert e["seed_builds"] == t2["seed_builds"] and sorted(e["target"]["per_build"]) == ["0", "1", "2"]
-    # OPD's and EffOPD's default-LR sweep arms are table 2's runs (same build), not trained again
-    assert not [f for f in eff.launched if f.parent.name in ("OPD-lr2e-5", "EffOPD-lr2e-5")]
+    # OPD's and EffOPD's default-LR sweep arms are table 2's runs where the build is the same: build 0 (table 2's
+    # builds 1 and 2 re-seed only the student, efficiency's every role by default)
+    retrained = [f for f in eff.launched if f.parent.name in ("OPD-lr2e-5", "EffOPD-lr2e-5")]
+    assert retrained and all(int(f.name[4:]) % 3 != 0 for f in retrained)
+    again = SyntheticLauncher()
+    cli.main(["efficiency", "--seeds", "4", "--runs-dir", str(runs / "efficiency2"), "--out", str(out),
+              "--table2-runs-dir", str(runs / "table2"), "--build-roles", "student"], launcher=again)
+    assert not [f for f in again.launched if f.parent.name in ("OPD-lr2e-5", "EffOPD-lr2e-5")]
+
+
+def test_table2_runs_the_selection_runs_first_then_the_rest_with_the_top_up(tmp_path, frozen):
+    """The LR selection reads the sweep arms' sweep-seed runs only: they are launched first; everything else
+    (OPD and EffOPD on the other seeds, EffOPD's sweep seeds, the winner's top-up) goes in one second queue."""
+    from bench.studies import cli
+    from tests.bench.studies.synthetic_runs import SyntheticLauncher
+
+    launcher = SyntheticLauncher()
+    runs = tmp_path / "runs"
+    cli.main(["table2", "--runs-dir", str(runs), "--out", str(tmp_path / "out")], launcher=launcher)
+    first = {(f.parent.name, f.name) for f in launcher.launched[:6]}
+    assert first == {(label, f"seed{s}") for label in ("OPD", "OPD-lr6e-5", "OPD-lr2e-4") for s in (0, 1)}
+    later = [(f.parent.name, f.name) for f in launcher.launched[6:]]
+    assert len(later) == len(set(later)) == 11  # 3 OPD + 5 EffOPD + the winner's 3 top-up seeds, none twice
+    assert sum(name not in ("OPD", "EffOPD") for name, _ in later) == 3
