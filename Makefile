@@ -11,6 +11,7 @@ WORKERS ?= 2
 # recipe deletes every .installed-* file, this one included, so a pyproject change reinstalls both.
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 BENCH_ARGS ?=
+MEMORY_ARGS ?=
 # The code graders' extra: evalplus without its provider SDKs (pip cannot say --no-deps in an extra, so the
 # `code` extra lists what grading needs and evalplus itself goes in with --no-deps). Its own stamp, too.
 EVALPLUS_SPEC ?= evalplus==0.3.1
@@ -92,7 +93,7 @@ reproduce-regimes: $(STAMP)  ## both worlds x 3 LRs x {OPD, EffOPD} x 3 seeds ->
 reproduce-map: $(STAMP)  ## the regime map (issue 14): {flip, style, scratch} x LR x0.25-x10 x {OPD, EffOPD, WindowLR}, seeds over 3 world builds -> results/regime_map.*, figures/regime_map*.png (one world: STUDY_ARGS="--worlds flip")
 	$(REPRODUCE) map --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
-reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.* (reuses table 2's runs)
+reproduce-efficiency: $(STAMP)  ## OPD, EffOPD, GRPO, DAPO, SFT at validation-selected LRs, 5 seeds -> results/efficiency.* (reuses table 2's build-0 runs)
 	$(REPRODUCE) efficiency --workers $(WORKERS) --launcher $(LAUNCHER) $(STUDY_ARGS)
 
 reproduce-analysis: $(STAMP)  ## parameter dynamics (issue 6): OPD + GRPO x 3 seeds with snapshots -> results/table1.*, table3.*, figures/, ANALYSIS.md
@@ -119,10 +120,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	rm -f $(VENV)/.installed-bench-* && touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; analysis speed -> results/perf/analysis_speed.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"
+bench: $(BENCH_STAMP)  ## maths grader throughput -> results/perf/math_grader.json; analysis speed -> results/perf/analysis_speed.json; our trainer vs TRL 1.16 on CPU (installs .[bench]) -> results/perf/trl_vs_ours.*; BENCH_ARGS="--steps 10 --repeats 3"; an OPD step at a 152k vocabulary, ours vs TRL (~20 min, needs ~16 GB) -> results/perf/real_vocab_memory.*; MEMORY_ARGS="--sides ours_chunked,trl"
 	$(PY) -m evals.graders.bench_math --out results/perf/math_grader.json
 	$(PY) -m bench.analysis perf --threads 2
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m bench.studies.perf.trl_compare $(BENCH_ARGS)
+	$(PY) -m bench.studies.perf.real_vocab_memory $(MEMORY_ARGS)
 
 leaderboard: $(STAMP)  ## validate every bundle in results/leaderboard/submissions/, then render results/LEADERBOARD.md + leaderboard.html
 	$(PY) -m bench.leaderboard validate
