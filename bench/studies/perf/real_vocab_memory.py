@@ -268,14 +268,24 @@ def side_main(args) -> None:
 # The parent: every side under a memory watchdog, then the report
 # ------------------------------------------------------------------------------------------------------------
 def child_rss(pid: int) -> int:
-    """Resident memory of ``pid`` and its children (a side that forks counts whole)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-    except psutil.NoSuchProcess:
-        return 0
+    """Resident memory of ``pid`` and its descendants (a side that forks counts whole), from /proc: the watchdog
+    needs no extra package (Linux only, as is ``ru_maxrss`` in KiB)."""
+    total, todo, seen = 0, [pid], set()
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue  # exited between the listing and the read
+    return total
 
 
 def run_side(args, side: str, workdir: Path, log=print) -> dict:

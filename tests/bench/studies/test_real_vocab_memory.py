@@ -73,3 +73,23 @@ def test_micro_run_of_our_two_sides(tmp_path):
     # the same seeds and data: the chunked and the plain log-probs train the same way
     assert report["sides"]["ours_chunk8"]["loss"] == pytest.approx(report["sides"]["ours_plain"]["loss"], abs=1e-4)
     assert (tmp_path / "real_vocab_memory.md").read_text().startswith("# OPD step at a real vocabulary")
+
+
+def test_watchdog_reads_a_process_tree_from_proc():
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 * 2**20); time.sleep(30)"])
+    try:
+        import time
+
+        deadline = time.time() + 10
+        while rv.child_rss(child.pid) < 200 * 2**20 and time.time() < deadline:
+            time.sleep(0.05)
+        assert rv.child_rss(child.pid) >= 200 * 2**20  # the child's bytearray is resident
+        assert rv.child_rss(os.getpid()) > rv.child_rss(child.pid)  # this process counts its child too
+    finally:
+        child.kill()
+        child.wait()
+    assert rv.child_rss(child.pid) == 0  # gone
