@@ -41,6 +41,9 @@ class RecipeConfig:
     seed: int = 0
 
 
+WORLD_ROLES = ("base", "teacher", "student")  # a tiny world's models, parents first
+
+
 @dataclass
 class WorldConfig:
     """The world a run lives in: task, tokenizer, teacher and student.
@@ -61,7 +64,7 @@ class WorldConfig:
     """Tiny worlds: which build of the world (a random factor). Build b trains every role (base, teacher,
     student) with its recipe's seed + 1000 * b, so each build is its own cached model set; 0 = the recipes'
     own seeds (the models every pinned number comes from)."""
-    build_roles: list[str] = field(default_factory=lambda: ["base", "teacher", "student"])
+    build_roles: list[str] = field(default_factory=lambda: list(WORLD_ROLES))
     """Tiny worlds: the roles ``build`` re-seeds. A role left out keeps its recipe's own seed in every build, so
     all builds share its cached model (and the time to train it): e.g. ``[student]`` varies only the student's
     seed over one base and one teacher. Build 0 is the same whatever this says."""

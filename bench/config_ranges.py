@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from bench.config import WORLD_ROLES
+
 
 class ConfigError(ValueError):
     """A config value out of its range: the message names the key, the value and what is allowed."""
@@ -77,9 +79,8 @@ RULES: dict[str, Rule] = {
     "world.target_style": Rule(lambda v: len(v) > 0 and all(x in STYLE_FEATURES for x in v) and len(set(v)) == len(v),
                                "a non-empty list of distinct features from " + ", ".join(STYLE_FEATURES)),
     "world.build": COUNT,
-    "world.build_roles": Rule(lambda v: len(v) > 0 and all(x in ("base", "teacher", "student") for x in v)
-                              and len(set(v)) == len(v),
-                              "a non-empty list of distinct roles from base, teacher, student"),
+    "world.build_roles": Rule(lambda v: len(v) > 0 and all(x in WORLD_ROLES for x in v) and len(set(v)) == len(v),
+                              "a non-empty list of distinct roles from " + ", ".join(WORLD_ROLES)),
     **{f"world.arch.{k}": POSITIVE_INT for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
                                                    "num_attention_heads", "num_key_value_heads", "head_dim",
                                                    "max_position_embeddings")},

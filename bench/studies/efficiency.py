@@ -30,6 +30,7 @@ from bench.studies.jobs import (
     existing_job,
     lr_tag,
     parse_build_roles,
+    roles_override,
     sweep_label,
     train_job,
 )
@@ -119,7 +120,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
     seeds = list(range(args.seeds or spec["seeds"]))
     build = builds_for(seeds, args.builds)
     roles = parse_build_roles(args.build_roles)
-    ctx.build_world("style", args.builds, overrides=(f"world.build_roles=[{','.join(roles)}]",))
+    ctx.build_world("style", args.builds, overrides=(roles_override(roles),))
     sweep_seeds = seeds[: args.sweep_seeds or spec["sweep_seeds"]]
     methods = list(spec["methods"])
     chosen = sweep(ctx, spec, runs_dir, table2_dir, methods, sweep_seeds, build, roles)

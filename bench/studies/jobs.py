@@ -16,19 +16,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.studies.speedup import run_build
+from bench.config import WORLD_ROLES
+from bench.studies.speedup import run_build, run_build_roles
 
 DEFAULT_LR = 2e-5  # trainer.lr of experiments/trainer/tiny.yaml: the tiny world's OPD default
 LR_MULTIPLIERS = (1, 3, 10)  # the standard LR grid around it: x1, x3, x10 (table 2's sweep, the regimes' LRs)
-# Added to every job by every launcher (and so part of every run's config fingerprint): one torch thread per
-# run, no progress bar in train.log.
-ALL_ROLES = ("base", "teacher", "student")  # world.build_roles' default: a build re-seeds every role
+ALL_ROLES = WORLD_ROLES  # world.build_roles' default: a build re-seeds every role
 # The roles table 2's world builds re-seed (``--build-roles`` of table 2; efficiency's option too). Issue 16
-# measured which recipe seeds move the results (docs/worlds.md#what-a-build-varies): re-seeding the student alone
-# moves OPD's final accuracy (0.78 on build 0; 0.51 and 0.76), re-seeding the teacher alone does not (0.79, 0.78).
+# measured which recipe seeds move the results (docs/worlds.md#what-a-build-varies-worldbuild_roles): re-seeding
+# the student alone moves OPD's final accuracy (0.78 on build 0; 0.51 and 0.76), re-seeding the teacher alone does
+# not (0.79, 0.78).
 # So these builds share build 0's base and teacher, the models every other study uses, and train a student each:
 # one SFT training per extra build instead of three.
 TABLE2_BUILD_ROLES = ("student",)
+# Added to every job by every launcher (and so part of every run's config fingerprint): one torch thread per
+# run, no progress bar in train.log.
 LAUNCH_OVERRIDES = ("trainer.threads=1", "logging.progress_bar=false")
 
 
@@ -82,10 +84,14 @@ def build_overrides(build: int, build_roles=ALL_ROLES) -> list[str]:
     """The overrides that put a run in world build ``build`` re-seeding ``build_roles``: none for build 0 (the same
     models whatever the roles), and the roles only when they are not all three (``world.build_roles``' default),
     so a job's overrides, and so its run fingerprint, are what they were before either setting existed."""
-    roles = tuple(build_roles)
     if not build:
         return []
-    return [f"world.build={build}", *([f"world.build_roles=[{','.join(roles)}]"] if roles != ALL_ROLES else [])]
+    return [f"world.build={build}", *([roles_override(build_roles)] if tuple(build_roles) != ALL_ROLES else [])]
+
+
+def roles_override(build_roles) -> str:
+    """``world.build_roles=[...]``: the override a study passes to its world builds and its jobs."""
+    return f"world.build_roles=[{','.join(build_roles)}]"
 
 
 def parse_build_roles(text: str) -> tuple[str, ...]:
@@ -144,7 +150,7 @@ def existing_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: flo
     run_lr = float(summary.get("lr", lr))
     if lr_tag(run_lr) != lr_tag(lr) or run_build(folder, summary) != build:
         return None
-    if build and run_build_roles(folder) != tuple(build_roles):
+    if build and run_build_roles(folder, summary) != tuple(build_roles):
         return None
     selection = scored_selection(folder)
     if needs_selection and not selection:
@@ -152,17 +158,3 @@ def existing_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: flo
     return train_job(runs_dir, label, experiment, seed, run_lr, world=world, selection=selection, extra=extra,
                      build=build, build_roles=build_roles)
 
-
-def run_build_roles(folder: Path) -> tuple[str, ...]:
-    """The roles a run's world build re-seeded: config.yaml's ``world.build_roles``, else summary.json's
-    ``world_build_roles``, else all three (runs made before the setting existed re-seeded every role)."""
-    import yaml
-
-    folder = Path(folder)
-    config, summary = folder / "config.yaml", folder / "summary.json"
-    roles = None
-    if config.exists():
-        roles = ((yaml.safe_load(config.read_text()) or {}).get("world") or {}).get("build_roles")
-    elif summary.exists():
-        roles = json.loads(summary.read_text()).get("world_build_roles")
-    return tuple(r for r in ALL_ROLES if r in (roles or ALL_ROLES))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.config import WORLD_ROLES
 from bench.studies.report import DASH, fmt_spread, fmt_stat
 from bench.studies.stats import (
     between_build_spread,
@@ -100,20 +101,33 @@ def cumulative_tokens(folder: Path) -> dict[int, int]:
     return out
 
 
+def _config_world(folder: Path) -> dict | None:
+    """The ``world`` block of a run's config.yaml; None when the folder has no config.yaml."""
+    config = Path(folder) / "config.yaml"
+    return ((yaml.safe_load(config.read_text()) or {}).get("world") or {}) if config.exists() else None
+
+
 def run_build(folder: Path, summary: dict) -> int:
     """A run's world build: ``world.build`` of its config.yaml, else summary.json's ``world_build``, else 0.
 
     Run folders made before world builds existed have neither, and so load as build 0, as they were.
     """
     build = summary.get("world_build", 0)
-    config = folder / "config.yaml"
-    if config.exists():
-        world = (yaml.safe_load(config.read_text()) or {}).get("world") or {}
+    world = _config_world(folder)
+    if world is not None:
         build = world.get("build", build)
     if isinstance(build, bool) or not isinstance(build, int) or build < 0:
         raise ValueError(f"{folder}: world.build = {build!r} is not a world build; it must be an integer >= 0 "
                          "(fix the run's config.yaml / summary.json, or rerun it)")
     return build
+
+
+def run_build_roles(folder: Path, summary: dict) -> tuple[str, ...]:
+    """The roles a run's world build re-seeded: config.yaml's ``world.build_roles``, else summary.json's
+    ``world_build_roles``, else all three (runs made before the setting existed re-seeded every role)."""
+    world = _config_world(folder)
+    roles = world.get("build_roles") if world is not None else summary.get("world_build_roles")
+    return tuple(r for r in WORLD_ROLES if r in (roles or WORLD_ROLES))
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:

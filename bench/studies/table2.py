@@ -29,6 +29,7 @@ from bench.studies.jobs import (
     Job,
     builds_for,
     parse_build_roles,
+    roles_override,
     sweep_label,
     train_job,
 )
@@ -69,8 +70,12 @@ def grid(runs_dir: Path, seeds: list[int], sweep_seeds: list[int], build: dict[i
             jobs += [train_job(runs_dir, label, "opd", s, DEFAULT_LR * mult, selection=True, build=build[s],
                                build_roles=roles) for s in sweep_seeds]
     # Interleave methods so that a partially finished sweep already holds comparable pairs.
-    jobs.sort(key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir)))
-    return jobs, sweep_labels
+    return sorted(jobs, key=seed_first), sweep_labels
+
+
+def seed_first(job: Job) -> tuple[int, str]:
+    """Jobs in seed order, then by folder (``<label>/seed<S>``)."""
+    return int(job.run_dir.name.removeprefix("seed")), str(job.run_dir)
 
 
 @register_study("table2", help="OPD vs EffOPD (+ OPD at a validation-tuned LR) -> results/table2.*", options=(
@@ -92,15 +97,14 @@ def reproduce_table2(ctx: StudyContext) -> dict:
     seeds = list(range(args.seeds))
     build = builds_for(seeds, args.builds)
     roles = parse_build_roles(args.build_roles)
-    ctx.build_world("style", args.builds, overrides=(f"world.build_roles=[{','.join(roles)}]",))
+    ctx.build_world("style", args.builds, overrides=(roles_override(roles),))
     # The LR sweep is selected on the first `sweep_seeds` seeds of every arm (x1 included); only the winner
     # is then topped up to all seeds for its table row, which saves runs without peeking at test data.
     sweep_seeds = seeds[: args.sweep_seeds]
     jobs, sweep_labels = grid(runs_dir, seeds, sweep_seeds, build, roles)
     # The selection reads only the sweep arms' sweep-seed runs: those go first; then every other run and the
     # winner's top-up share one queue, so the top-up does not wait for the rest (a half-empty last round).
-    selecting = [j for j in jobs if j.run_dir.parent.name in sweep_labels.values()
-                 and int(j.run_dir.name[4:]) in sweep_seeds]
+    selecting = [j for j in jobs if j.run_dir.parent.name in sweep_labels.values() and seed_first(j)[0] in sweep_seeds]
     ctx.run(selecting)
 
     def runs_of(label: str, which: list[int]) -> list[RunRecord]:
@@ -116,7 +120,7 @@ def reproduce_table2(ctx: StudyContext) -> dict:
                         build_roles=roles) for s in seeds]
     rest = [j for j in jobs if j not in selecting]
     queue = rest + [j for j in top_up if j not in rest and j not in selecting]
-    ctx.run(sorted(queue, key=lambda j: (int(j.run_dir.name[4:]), str(j.run_dir))))
+    ctx.run(sorted(queue, key=seed_first))
     by_label = {label: runs_of(label, seeds) for label in ("OPD", "EffOPD", best["label"])}
     tuned_label = f"OPD, tuned LR (x{best['lr_multiplier']})"
     table_runs = by_label["OPD"] + by_label["EffOPD"]

@@ -211,12 +211,10 @@ def reproduce_variant(ctx: StudyContext) -> dict:
     if ABLATION_WORLD not in map_result["worlds"]:
         raise ValueError(f"--map-json={args.map_json} has no {ABLATION_WORLD} world; the ablations compare with its "
                          "cells: run the map with --worlds including style")
-    ctx.build_world(ABLATION_WORLD)
     jobs = ablation_jobs(Path(args.runs_dir), map_result)
     held = held_out_jobs(Path(args.runs_dir), map_result)
-    for world in held_out_worlds(map_result):
-        if world != ABLATION_WORLD:
-            ctx.build_world(world)
+    for world in dict.fromkeys([ABLATION_WORLD, *held_out_worlds(map_result)]):  # the builds the jobs spread over
+        ctx.build_world(world, map_result["builds"])
     ctx.run(list(jobs.values()) + list(held.values()))
     result = {
         "title": "WindowLR, our extrapolation method, against its goals",

@@ -105,27 +105,28 @@ def make_tokenizer(vocab: int):
                                    padding_side="left")
 
 
-def model_config(args, tok):
-    from transformers import Qwen3Config
+def arch(args):
+    """The random models' shape (the tiny world's ``ArchConfig``): 64-wide heads, half as many KV heads."""
+    from bench.config import ArchConfig
 
     heads = max(1, args.hidden // 64)
-    return Qwen3Config(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-                       num_hidden_layers=args.layers, num_attention_heads=heads,
-                       num_key_value_heads=max(1, heads // 2), head_dim=64, max_position_embeddings=args.seq_len,
-                       tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                       bos_token_id=None)
+    return ArchConfig(hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
+                      num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=64,
+                      max_position_embeddings=args.seq_len)
 
 
 def make_models(args, workdir: Path) -> dict[str, Path]:
-    """Random-weight student (seed 0) and teacher (seed 1), each saved with the tokenizer."""
+    """Random-weight student (seed 0) and teacher (seed 1), each saved with the tokenizer; built as the tiny
+    world builds its models (``new_model``), at this vocabulary."""
     import torch
-    from transformers import Qwen3ForCausalLM
+
+    from bench.world.tiny.build import new_model
 
     tok = make_tokenizer(args.vocab)
     paths = {}
     for seed, role in enumerate(("student", "teacher")):
         torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(model_config(args, tok))
+        model = new_model(arch(args), tok)
         paths[role] = workdir / role
         model.save_pretrained(paths[role])
         tok.save_pretrained(paths[role])
@@ -183,7 +184,7 @@ def synthetic_world(args, workdir: Path):
 
 def run_ours(args, chunk: int, workdir: Path) -> dict:
     from bench.config import compose_config
-    from bench.train.dry_run import count_parameters, estimate_memory
+    from bench.train.dry_run import estimate_memory
     from bench.train.loop import Progress, train_step
     from bench.train.setup import setup
 
@@ -199,7 +200,7 @@ def run_ours(args, chunk: int, workdir: Path) -> dict:
     step_seconds = [sum(r[k] for k in keys) for r in records]
     tokens = [r.get("generated_tokens", 0) for r in records]
     student_cfg = run.student.config
-    params = count_parameters(student_cfg)
+    params = sum(p.numel() for p in run.student.parameters())  # tied embeddings counted once
     estimate = estimate_memory(cfg, student_cfg, params, params, 1, prompt_tokens=args.prompt_len)
     return {"step_seconds": step_seconds, "generated_tokens": tokens, "baseline_rss": baseline,
             "loaded_rss": loaded, "time_split": {k.removeprefix("time/"): sum(r[k] for r in records) for k in keys},

@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from bench.algorithms.logprobs import response_logprobs
+from bench.config import WORLD_ROLES
 from bench.world.evaluation import criterion_scorer, evaluate_scorers
 from bench.world.tiny.tokenizer import build_char_tokenizer
 from core.io import atomic_write_json, file_lock
@@ -47,7 +48,6 @@ from evals.datasets.tinyworld_task import (
 
 REPORT = "build_report.json"
 BUILD_SEED_STRIDE = 1000  # build b trains each role with seed + BUILD_SEED_STRIDE * b
-ROLES = ("base", "teacher", "student")
 MEASURE_MODES = ("greedy", "sampled_avg@4")
 UNDETECTED = "none"  # the style key of responses that follow no style consistently
 
@@ -77,8 +77,8 @@ def check_world(world) -> None:
     if not isinstance(build, int) or build < 0:
         raise ValueError(f"world.build={build!r}; use 0 (the recipes' own seeds) or a positive build number")
     roles = list(build_roles(world))
-    if any(r not in ROLES for r in roles) or len(set(roles)) != len(roles):
-        raise ValueError(f"world.build_roles={roles}; use distinct roles from {list(ROLES)}, e.g. "
+    if any(r not in WORLD_ROLES for r in roles) or len(set(roles)) != len(roles):
+        raise ValueError(f"world.build_roles={roles}; use distinct roles from {list(WORLD_ROLES)}, e.g. "
                          "world.build_roles=[student]")
 
 
@@ -89,7 +89,7 @@ def world_criterion(world) -> str:
 
 def build_roles(world) -> tuple[str, ...]:
     """The roles ``world.build`` re-seeds (all three for configs written before ``world.build_roles``)."""
-    return tuple(getattr(world, "build_roles", None) or ROLES)
+    return tuple(getattr(world, "build_roles", None) or WORLD_ROLES)
 
 
 def recipe_of(world, role: str) -> dict:
@@ -321,16 +321,19 @@ def _run_stage(jobs: list[tuple[list[str], str]], parallel: int) -> None:
             pool.starmap(_build_one, [(overrides, role, 1) for overrides, role in jobs], chunksize=1)
 
 
+def roles_of(world) -> list[str]:
+    """The roles a world trains, parents first: the base only when the teacher or the student starts from it."""
+    uses_base = any(getattr(world, r).init == "base" for r in ("teacher", "student"))
+    return [r for r in WORLD_ROLES if r != "base" or uses_base]
+
+
 def plan_builds(variants: list[list[str]], worlds: list) -> list[list[tuple[list[str], str]]]:
     """The missing models of ``worlds`` (composed from ``variants``) as two stages of (overrides, role) jobs: the
     bases, then the teachers and students. A model shared by several builds (same key) is listed once."""
     stages: list[dict[str, tuple[list[str], str]]] = [{}, {}]  # model key -> (overrides, role)
     for v, world in zip(variants, worlds):
         check_world(world)
-        roles = ["teacher", "student"]
-        if any(getattr(world, r).init == "base" for r in roles):
-            roles.insert(0, "base")
-        for role in roles:
+        for role in roles_of(world):
             key = model_key(world, role)
             if not (Path(world.cache_dir) / key / REPORT).exists():
                 stages[role != "base"].setdefault(key, (v, role))
@@ -353,9 +356,7 @@ def build_worlds(overrides: list[str], builds: list[int | None], parallel: int =
     out = []
     for world in worlds:
         paths = {}
-        for role in ("base", "teacher", "student"):
-            if role == "base" and not any(getattr(world, r).init == "base" for r in ("teacher", "student")):
-                continue
+        for role in roles_of(world):
             path = str(ensure_model(world, role))  # built above: finds the cached model
             report = complete_report(path, world.digits)
             print(json.dumps({"world": world.name, "build": world_build(world), "role": role, "path": path,

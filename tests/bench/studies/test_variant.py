@@ -24,7 +24,11 @@ def run_variant(tmp: Path) -> tuple[dict, SyntheticLauncher]:
 
 def test_goals_and_ablations_from_the_map(tmp_path, no_builds):
     mapped, _, _ = run_map(tmp_path, "--worlds", "flip,style")
+    built_by_map = len(no_builds)
     result, launcher = run_variant(tmp_path)
+    # every world the variant's jobs run in is built first, in all the builds its seeds spread over
+    assert no_builds[built_by_map:] == [(w, mapped["builds"])
+                                       for w in dict.fromkeys(["style", *variant.held_out_worlds(mapped)])]
     # The ablation arms: one run per seed of style's default cell (4 seeds over 2 builds), in runs/variant/style;
     # the held-out runs: WindowLR at each held-out LR and the tuned OPD, per measurable world and held-out seed.
     held = [p for p in launcher.launched if "/held_out/" in str(p)]
