@@ -30,9 +30,11 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from bench.algorithms.logprobs import response_logprobs
 from bench.config import WORLD_ROLES
+from bench.world.digest import model_digest
 from bench.world.evaluation import criterion_scorer, evaluate_scorers
 from bench.world.tiny.tokenizer import build_char_tokenizer
 from core.io import atomic_write_json, file_lock
+from core.numerics import check_profile, profile, profile_env
 from core.rollout import HFRolloutEngine
 from evals.datasets.tinyworld_task import (
     CRITERIA,
@@ -47,6 +49,9 @@ from evals.datasets.tinyworld_task import (
 )
 
 REPORT = "build_report.json"
+# Every model trains on one thread, whatever the machine: ATen splits reductions by thread count, so another
+# count is another world (and two one-thread trainings side by side beat one two-thread training anyway).
+BUILD_THREADS = 1
 BUILD_SEED_STRIDE = 1000  # build b trains each role with seed + BUILD_SEED_STRIDE * b
 MEASURE_MODES = ("greedy", "sampled_avg@4")
 UNDETECTED = "none"  # the style key of responses that follow no style consistently
@@ -104,7 +109,9 @@ def recipe_of(world, role: str) -> dict:
 def model_key(world, role: str) -> str:
     recipe = recipe_of(world, role)
     # The role is not part of the key: two roles (or worlds) with the same recipe share one cached model.
-    spec = {"arch": _plain(world.arch), "recipe": recipe, "digits": world.digits, "v": 2}  # bump v when data changes
+    # bump v when the data or the training code changes; the numerics profile builds another model per value
+    spec = {"arch": _plain(world.arch), "recipe": recipe, "digits": world.digits, "v": 3,
+            "numerics": "native" if profile() == "native" else "build"}
     if recipe["init"] == "base":
         spec["parent"] = model_key(world, "base")
     elif recipe["init"] != "scratch":
@@ -151,7 +158,9 @@ def sft_train(model, tokenizer, recipe, digits: int, desc: str = "sft") -> list[
     """Supervised training on rendered solutions; returns the loss curve (every 50 steps)."""
     torch.manual_seed(recipe.seed)
     rng = random.Random(f"sft-{recipe.seed}")
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    # fused: its own kernel (the unfused step's torch.sqrt goes through MKL's vector maths, whose last bits
+    # depend on the CPU model even on MKL's COMPATIBLE branch: docs/worlds.md, "Numerics").
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=0.0, fused=True)
 
     def lr_at(step: int) -> float:  # linear warm-up then cosine decay to 10% of the peak
         if step < recipe.warmup_steps:
@@ -239,34 +248,69 @@ def ensure_model(world, role: str) -> Path:
     with file_lock(cache / f".{key}.lock"):
         if (final / REPORT).exists():
             return final
-        recipe = OmegaConf.create(recipe_of(world, role))
-        t0 = time.time()
-        if recipe.init == "base":
-            parent = ensure_model(world, "base")
-            tokenizer = AutoTokenizer.from_pretrained(parent)
-            model = Qwen3ForCausalLM.from_pretrained(parent)
-            t0 = time.time()
-        else:
-            tokenizer = build_char_tokenizer()
-            torch.manual_seed(recipe.seed)
-            model = new_model(world.arch, tokenizer)
-        losses = sft_train(model, tokenizer, recipe, world.digits, desc=f"build {role}")
-        train_seconds = time.time() - t0
-        report = {"role": role, "key": key, "build": world_build(world), "recipe": _plain(recipe),
-                  "arch": _plain(world.arch),
-                  "train_seconds": round(train_seconds, 1), "loss_curve": losses,
-                  "test": measure(model, tokenizer, world.digits), "threads": torch.get_num_threads()}
-        tmp = cache / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / REPORT, report)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        headline = {k: v for k, v in report["test"].items() if not k.endswith("/styles")}
-        print(f"[build {role}] {key} (build {world_build(world)}): {json.dumps(headline)} in {train_seconds:.0f}s",
-              flush=True)
+        if profile() == "run":  # this process's kernels are not the build's: build in a process of its own
+            _in_build_processes(_ensure_from_plain, [(_plain(world), role)], 1)
+            return final
+        check_profile("build", f"building the {role} of world {world.name} (build {world_build(world)})")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(BUILD_THREADS)
+        try:
+            _train_and_save(world, role, key, cache, final)
+        finally:
+            torch.set_num_threads(threads)
         return final
+
+
+def _ensure_from_plain(world: dict, role: str) -> str:
+    return str(ensure_model(OmegaConf.create(world), role))
+
+
+def _in_build_processes(fn, calls: list[tuple], parallel: int) -> None:
+    """``fn(*args)`` for every args in ``calls``, ``parallel`` at a time, each in a spawned process that starts with
+    the build numerics (core/numerics.py: its libraries read them when they load)."""
+    saved = {k: os.environ.get(k) for k in profile_env("build")}
+    os.environ.update(profile_env("build"))  # a spawned child inherits the environment of its start
+    try:
+        with mp.get_context("spawn").Pool(max(1, min(parallel, len(calls)))) as pool:
+            pool.starmap(fn, calls, chunksize=1)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _train_and_save(world, role: str, key: str, cache: Path, final: Path) -> None:
+    """Train ``role`` from its recipe, measure it and move it into the cache as ``final`` (atomically)."""
+    recipe = OmegaConf.create(recipe_of(world, role))
+    t0 = time.time()
+    if recipe.init == "base":
+        parent = ensure_model(world, "base")
+        tokenizer = AutoTokenizer.from_pretrained(parent)
+        model = Qwen3ForCausalLM.from_pretrained(parent)
+        t0 = time.time()
+    else:
+        tokenizer = build_char_tokenizer()
+        torch.manual_seed(recipe.seed)
+        model = new_model(world.arch, tokenizer)
+    losses = sft_train(model, tokenizer, recipe, world.digits, desc=f"build {role}")
+    train_seconds = time.time() - t0
+    report = {"role": role, "key": key, "build": world_build(world), "recipe": _plain(recipe),
+              "arch": _plain(world.arch),
+              "train_seconds": round(train_seconds, 1), "loss_curve": losses,
+              "test": measure(model, tokenizer, world.digits), "threads": torch.get_num_threads()}
+    tmp = cache / f".{key}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    report["weights_sha256"] = model_digest(tmp)
+    atomic_write_json(tmp / REPORT, report)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    headline = {k: v for k, v in report["test"].items() if not k.endswith("/styles")}
+    print(f"[build {role}] {key} (build {world_build(world)}): {json.dumps(headline)} in {train_seconds:.0f}s",
+          flush=True)
 
 
 def ensure_world(world) -> tuple[Path, Path]:
@@ -297,10 +341,9 @@ def complete_report(path: Path, digits: int) -> dict:
     return report
 
 
-def _build_one(overrides: list[str], role: str, threads: int) -> str:
+def _build_one(overrides: list[str], role: str) -> str:
     from bench.config import compose_config
 
-    torch.set_num_threads(threads)
     return str(ensure_model(compose_config(overrides).world, role))
 
 
@@ -310,15 +353,15 @@ def build_world(overrides: list[str], parallel: int = 2) -> dict[str, str]:
 
 
 def _run_stage(jobs: list[tuple[list[str], str]], parallel: int) -> None:
-    """Train ``jobs`` ((overrides, role) pairs, none the parent of another): alone with every thread when there
-    is one, else ``parallel`` spawned processes of one thread each (two small trainings side by side beat one
-    two-thread training: the model is too small for threads to pay)."""
-    if len(jobs) == 1 or parallel <= 1:
+    """Train ``jobs`` ((overrides, role) pairs, none the parent of another), ``parallel`` at a time, each in a
+    build process of one thread (two small trainings side by side beat one two-thread training)."""
+    if not jobs:
+        return
+    if profile() == "native":
         for overrides, role in jobs:
-            _build_one(overrides, role, torch.get_num_threads())
-    elif jobs:
-        with mp.get_context("spawn").Pool(min(parallel, len(jobs))) as pool:
-            pool.starmap(_build_one, [(overrides, role, 1) for overrides, role in jobs], chunksize=1)
+            _build_one(overrides, role)
+    else:
+        _in_build_processes(_build_one, jobs, parallel)
 
 
 def roles_of(world) -> list[str]:
