@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
+import core  # noqa: F401  (first: pins the CPU numerics before torch loads, core/numerics.py)
 from bench.config import compose_config
+
+
+def pytest_report_header(config):
+    """The CPU and the numerics in force: a pinned value that fails on one machine is read against these."""
+    from core.numerics import status
+    from core.provenance import cpu_model
+
+    s = status()
+    return [f"cpu: {cpu_model()} ({os.cpu_count()} CPUs); numerics: {s['mode']}, profile {s['profile']}, "
+            f"ATen {s['aten_capability']}, " + ", ".join(f"{k}={v}" for k, v in s["env"].items())]
+
 
 MICRO_WORLD = [
     "world.arch.hidden_size=64", "world.arch.intermediate_size=128", "world.arch.num_hidden_layers=2",

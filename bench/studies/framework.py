@@ -53,6 +53,7 @@ class StudyContext:
     stale: str = "refuse"
     t0: float = field(default_factory=lambda: time.time())
     stale_reused: list[dict] = field(default_factory=list)
+    world_digests: dict[str, str] = field(default_factory=dict)  # model key -> weights digest, of built worlds
 
     def __post_init__(self) -> None:
         if self.launcher is None:
@@ -71,9 +72,18 @@ class StudyContext:
         than in the first run of each build, where parallel workers would race to train the same models. All
         builds are scheduled together (``build_worlds``): models they share train once, ``workers`` at a time.
         ``overrides``: world settings the study's jobs also pass (e.g. ``world.build_roles=[student]``)."""
-        from bench.world.tiny.build import build_worlds
+        from bench.world.tiny.build import build_worlds, digests_of
 
-        build_worlds([f"world={world}", *overrides], [b or None for b in range(n_builds)], parallel=self.workers)
+        built = build_worlds([f"world={world}", *overrides], [b or None for b in range(n_builds)],
+                             parallel=self.workers)
+        self.world_digests.update(digests_of(built))
+
+    def world_status(self) -> dict:
+        """{"world_status": ...}: the worlds this study built or found, against the reference digests
+        (bench/world/digest.py), for its result JSON; {} when it built none."""
+        from bench.world.digest import world_status
+
+        return {"world_status": world_status(self.world_digests)} if self.world_digests else {}
 
     def machine(self) -> dict:
         return report.machine(self.workers)

@@ -22,13 +22,10 @@ from bench.studies.speedup import run_build, run_build_roles
 DEFAULT_LR = 2e-5  # trainer.lr of experiments/trainer/tiny.yaml: the tiny world's OPD default
 LR_MULTIPLIERS = (1, 3, 10)  # the standard LR grid around it: x1, x3, x10 (table 2's sweep, the regimes' LRs)
 ALL_ROLES = WORLD_ROLES  # world.build_roles' default: a build re-seeds every role
-# The roles table 2's world builds re-seed (``--build-roles`` of table 2; efficiency's option too). Issue 16
-# measured which recipe seeds move the results (docs/worlds.md#what-a-build-varies-worldbuild_roles): re-seeding
-# the student alone moves OPD's final accuracy (0.78 on build 0; 0.51 and 0.76), re-seeding the teacher alone does
-# not (0.79, 0.78).
-# So these builds share build 0's base and teacher, the models every other study uses, and train a student each:
-# one SFT training per extra build instead of three.
-TABLE2_BUILD_ROLES = ("student",)
+# The roles table 2's world builds re-seed (``--build-roles`` of table 2; efficiency's option too): all of them.
+# A build is one draw of the world only when base, teacher and student are all drawn anew; builds that share a
+# base are, for the base, one draw however many students they train (docs/worlds.md#what-a-build-varies).
+TABLE2_BUILD_ROLES = ALL_ROLES
 # Added to every job by every launcher (and so part of every run's config fingerprint): one torch thread per
 # run, no progress bar in train.log.
 LAUNCH_OVERRIDES = ("trainer.threads=1", "logging.progress_bar=false")

@@ -15,7 +15,10 @@ import platform
 from pathlib import Path
 
 from core.io import atomic_write_json, atomic_write_text
-from core.provenance import git_commit  # noqa: F401  (re-exported: studies record the commit through this module)
+from core.provenance import (
+    cpu_model,
+    git_commit,  # noqa: F401  (re-exported: studies record the commit through this module)
+)
 
 DASH = "—"
 
@@ -73,7 +76,10 @@ def machine(parallel_runs: int) -> dict:
     """Where the runs were made: platform, processor, CPUs, torch and python, and how many ran at once."""
     import torch
 
+    from core.numerics import status
+
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(), "numerics": status(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "parallel_runs": parallel_runs}
 
@@ -82,7 +88,8 @@ def machine_line(result: dict, torch: bool = False, total: str = "total wall-clo
     """The footer: "Machine: <processor>, <n> CPUs, <k> runs in parallel; [torch <v>; ]commit <c>; <total> <s> s."."""
     m = result["machine"]
     torch_part = f"torch {m['torch']}; " if torch else ""
-    return (f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['parallel_runs']} runs in parallel; {torch_part}"
+    cpu = m.get("cpu_model", m["processor"])
+    return (f"Machine: {cpu}, {m['cpus']} CPUs, {m['parallel_runs']} runs in parallel; {torch_part}"
             f"commit {result['git_commit']}; {total} {result['total_wall_seconds']:.0f} s.")
 
 

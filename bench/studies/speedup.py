@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from bench.config import WORLD_ROLES
+from bench.studies.headline import headline_markdown
 from bench.studies.report import DASH, fmt_spread, fmt_stat
 from bench.studies.stats import (
     between_build_spread,
@@ -377,7 +378,12 @@ def _markdown(table: dict) -> str:
     if paper_col:
         head.append("paper (steps)")
     several = len(table.get("builds", ())) > 1
-    lines = [f"# {table.get('title', 'Table 2')}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"# {table.get('title', 'Table 2')}", ""]
+    if table.get("world_status"):
+        lines += [table["world_status"]["line"], ""]
+    if table.get("headline"):
+        lines += [*headline_markdown(table), "", "## All methods (means over world builds)", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table["rows"]:
         seeds = f"{r['n_seeds']} over {len(r['builds'])} builds" if several else str(r["n_seeds"])
         cells = [

@@ -175,3 +175,34 @@ def first_crossing(steps: Sequence[float], values: Sequence[float | None], targe
         if v is not None and v >= target:
             return i
     return None
+
+
+def geometric_mean_ci(ratios: Sequence[float], level: float = 0.95) -> dict:
+    """Geometric mean of positive ratios with a Student-t interval on their logs, mapped back:
+    exp(m ± t_{0.975,k-1} · s / sqrt(k)) where m and s are the mean and sd of log(ratio) over the k values.
+
+    {"mean", "ci95", "n"}; ci95 None when k < 2. A ratio <= 0 has no logarithm and is refused."""
+    values = [float(r) for r in ratios]
+    bad = [r for r in values if not (r > 0 and math.isfinite(r))]
+    if bad:
+        raise ValueError(f"geometric_mean_ci needs finite ratios > 0, got {bad}")
+    if not values:
+        return {"mean": None, "ci95": None, "n": 0}
+    logs = np.log(values)
+    m = float(logs.mean())
+    if len(values) < 2:
+        return {"mean": math.exp(m), "ci95": None, "n": len(values)}
+    half = t_critical(len(values) - 1, level) * float(logs.std(ddof=1)) / math.sqrt(len(values))
+    return {"mean": math.exp(m), "ci95": [math.exp(m - half), math.exp(m + half)], "n": len(values)}
+
+
+FASTER, NOT_SHOWN, SLOWER = "faster", "not shown", "slower"
+
+
+def verdict(ci: dict) -> str:
+    """faster when the whole interval of a speedup lies above 1, slower when below 1, else not shown (also
+    without an interval)."""
+    if not ci or ci.get("ci95") is None:
+        return NOT_SHOWN
+    lo, hi = ci["ci95"]
+    return FASTER if lo > 1 else SLOWER if hi < 1 else NOT_SHOWN

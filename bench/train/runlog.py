@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bench.world.tiny.build import tiny_world_digests
 from core.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, resume_jsonl
 
 STREAMS = ("metrics", "evals", "effopd")
@@ -73,6 +74,8 @@ class RunLogger:
         }
         if straightness is not None:
             summary["straightness"] = straightness
+        if self.cfg.world.kind == "tiny":  # which world, to the bit: reproductions compare these first
+            summary["world_digests"] = tiny_world_digests(self.cfg.world)
         atomic_write_json(self.out / "summary.json", summary)
         if self.wandb is not None:
             self.wandb.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})

@@ -5,8 +5,10 @@ Prints each model's cache folder and its measured test accuracies as the world s
 in ``build_report.json`` there).
 
 ``python -m bench.tinyworld report [world=style,flip,scratch] [--builds 0,1,2] [--build-missing] [--out DIR]
-[overrides...]``: per world and build, the student's greedy and sampled answer accuracy and new-style share and
-the teacher's success, from the build reports -> ``results/world_builds.{json,md}``.
+[--record-reference] [overrides...]``: per world and build, the student's greedy and sampled answer accuracy and
+new-style share and the teacher's success, from the build reports -> ``results/world_builds.{json,md}``, and
+whether this machine's models are the reference world (their digests against ``results/world_digests.json``).
+``--record-reference`` makes them the reference (a maintainer does this when committing results made from them).
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ def main(argv: list[str]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         report = world_builds_report(args["worlds"], args["builds"], args["overrides"], args["build_missing"])
+        if args["record_reference"]:
+            from bench.studies.report import machine
+            from bench.world.tiny.builds import record_report_reference
+
+            record_report_reference(report, machine(parallel_runs=1))
+            report = world_builds_report(args["worlds"], args["builds"], args["overrides"])
         for path in write_report(report, args["out"]):
             print(path)
+        if "world_status" in report:
+            print(report["world_status"]["line"])
         return 0
     print(__doc__.strip())
     return 2

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
 from bench.algorithms.logprobs import response_logprobs
 from bench.config import WORLD_ROLES
-from bench.world.digest import model_digest
+from bench.world.digest import model_digest, world_status
 from bench.world.evaluation import criterion_scorer, evaluate_scorers
 from bench.world.tiny.tokenizer import build_char_tokenizer
 from core.io import atomic_write_json, file_lock
@@ -245,11 +245,11 @@ def ensure_model(world, role: str) -> Path:
     final = cache / key
     if (final / REPORT).exists():
         return final
+    if profile() == "run":  # this process's kernels are not the build's: build in a process of its own
+        _in_build_processes(_ensure_from_plain, [(_plain(world), role)], 1)
+        return final
     with file_lock(cache / f".{key}.lock"):
         if (final / REPORT).exists():
-            return final
-        if profile() == "run":  # this process's kernels are not the build's: build in a process of its own
-            _in_build_processes(_ensure_from_plain, [(_plain(world), role)], 1)
             return final
         check_profile("build", f"building the {role} of world {world.name} (build {world_build(world)})")
         threads = torch.get_num_threads()
@@ -265,14 +265,14 @@ def _ensure_from_plain(world: dict, role: str) -> str:
     return str(ensure_model(OmegaConf.create(world), role))
 
 
-def _in_build_processes(fn, calls: list[tuple], parallel: int) -> None:
-    """``fn(*args)`` for every args in ``calls``, ``parallel`` at a time, each in a spawned process that starts with
-    the build numerics (core/numerics.py: its libraries read them when they load)."""
+def _in_build_processes(fn, calls: list[tuple], parallel: int) -> list:
+    """``[fn(*args) for args in calls]``, ``parallel`` at a time, each in a spawned process that starts with the
+    build numerics (core/numerics.py: its libraries read them when they load)."""
     saved = {k: os.environ.get(k) for k in profile_env("build")}
     os.environ.update(profile_env("build"))  # a spawned child inherits the environment of its start
     try:
         with mp.get_context("spawn").Pool(max(1, min(parallel, len(calls)))) as pool:
-            pool.starmap(fn, calls, chunksize=1)
+            return pool.starmap(fn, calls, chunksize=1)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -325,11 +325,11 @@ def load_report(path: Path) -> dict:
 
 
 def complete_report(path: Path, digits: int) -> dict:
-    """The model's report, measuring it again first when the report predates the per-style numbers (the same
-    seeded measurement: the numbers it already has come out identical and are kept)."""
+    """The model's report, completed first where it predates a field: the per-style numbers (the same seeded
+    measurement: the numbers it already has come out identical and are kept) and the weights' digest."""
     path = Path(path)
     report = load_report(path)
-    if all(f"{mode}/styles" in report["test"] for mode in MEASURE_MODES):
+    if all(f"{mode}/styles" in report["test"] for mode in MEASURE_MODES) and "weights_sha256" in report:
         return report
     with file_lock(path.parent / f".{path.name}.lock"):
         report = load_report(path)
@@ -337,7 +337,8 @@ def complete_report(path: Path, digits: int) -> dict:
             model = Qwen3ForCausalLM.from_pretrained(path)
             fresh = measure(model, AutoTokenizer.from_pretrained(path), digits)
             report["test"] = fresh | report["test"]
-            atomic_write_json(path / REPORT, report)
+        report.setdefault("weights_sha256", model_digest(path))
+        atomic_write_json(path / REPORT, report)
     return report
 
 
@@ -404,7 +405,23 @@ def build_worlds(overrides: list[str], builds: list[int | None], parallel: int =
             report = complete_report(path, world.digits)
             print(json.dumps({"world": world.name, "build": world_build(world), "role": role, "path": path,
                               "train_seconds": report["train_seconds"], "criterion": world_criterion(world),
+                              "weights_sha256": report["weights_sha256"],
                               "test": world_view(report["test"], world)}), flush=True)
             paths[role] = path
         out.append(paths)
+    print(world_status(digests_of(out))["line"], flush=True)
     return out
+
+
+def tiny_world_digests(world) -> dict[str, dict]:
+    """{role: {"key", "weights_sha256"}} of the built student and teacher a run of ``world`` trains with."""
+    out = {}
+    for role in ("student", "teacher"):
+        path = Path(world.cache_dir) / model_key(world, role)
+        out[role] = {"key": path.name, "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}
+    return out
+
+
+def digests_of(built: list[dict[str, str]]) -> dict[str, str]:
+    """{model key: weights digest} of built models ({role: path} per build, as ``build_worlds`` returns them)."""
+    return {Path(p).name: load_report(Path(p))["weights_sha256"] for paths in built for p in paths.values()}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.world.digest import record_reference, world_status
 from bench.world.tiny.build import (
     REPORT,
     complete_report,
     model_key,
     recipe_of,
+    roles_of,
     world_build,
     world_criterion,
     world_view,
@@ -60,7 +62,28 @@ def build_row(world) -> dict:
             row["built"] = False
             row["missing"].append(role)
         row[role] = entry
+    row["digests"] = {}  # every model of the build, the base included: {role: {"key", "weights_sha256"}}
+    for role in roles_of(world):
+        path = cache / model_key(world, role)
+        if (path / REPORT).exists():
+            row["digests"][role] = {"key": path.name,
+                                    "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}
     return row
+
+
+def report_digests(report: dict) -> dict[str, str]:
+    """{model key: weights digest} of every built model in a report (shared models once)."""
+    return {d["key"]: d["weights_sha256"] for r in report["rows"] for d in r.get("digests", {}).values()}
+
+
+def record_report_reference(report: dict, machine: dict) -> None:
+    """Make the report's models the reference world (results/world_digests.json), merged into what is there."""
+    from bench.world.digest import load_reference
+
+    models = [{"key": d["key"], "role": role, "build": r["build"], "world": r["world"],
+               "weights_sha256": d["weights_sha256"]} for r in report["rows"] for role, d in r["digests"].items()]
+    kept = [{"key": k, **v} for k, v in load_reference().items() if k not in {m["key"] for m in models}]
+    record_reference(kept + models, machine)
 
 
 def spread(rows: list[dict]) -> dict:
@@ -92,9 +115,13 @@ def world_builds_report(worlds: list[str], builds: list[int], overrides: list[st
 
                 build_world([f"world={name}", f"world.build={b}", *overrides])
             rows.append(build_row(_world(name, b, overrides)))
-    return {"worlds": list(worlds), "builds": list(builds), "overrides": list(overrides),
-            "modes": {"greedy": "temperature 0", "sampled_avg@4": "temperature 1, 4 samples per prompt"},
-            "test_prompts": 256, "rows": rows, "spread": spread(rows)}
+    report = {"worlds": list(worlds), "builds": list(builds), "overrides": list(overrides),
+              "modes": {"greedy": "temperature 0", "sampled_avg@4": "temperature 1, 4 samples per prompt"},
+              "test_prompts": 256, "rows": rows, "spread": spread(rows)}
+    digests = report_digests(report)
+    if digests:
+        report["world_status"] = world_status(digests)
+    return report
 
 
 def _pct(x: float) -> str:
@@ -102,7 +129,7 @@ def _pct(x: float) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    lines = ["# Tiny-world builds", "",
+    lines = ["# Tiny-world builds", "", *([report["world_status"]["line"], ""] if "world_status" in report else []),
              "Each build trains every role of a world from its own recipe seeds (seed + 1000 x build). Test split, "
              f"{report['test_prompts']} prompts; greedy and avg@4 (temperature 1). *New style*: the share of "
              "responses written in the world's target style, whatever their answer; *success*: the world's "
@@ -134,9 +161,11 @@ def write_report(report: dict, out: Path = RESULTS_DIR) -> tuple[Path, Path]:
 
 
 def parse_args(argv: list[str]) -> dict:
-    """``report``'s arguments: ``world=a,b``, ``--builds 0,1,2``, ``--build-missing``, ``--out DIR``; every
+    """``report``'s arguments: ``world=a,b``, ``--builds 0,1,2``, ``--build-missing``, ``--record-reference``,
+    ``--out DIR``; every
     other ``key=value`` is a config override applied to each world."""
-    args = {"worlds": list(WORLDS), "builds": [0], "overrides": [], "build_missing": False, "out": RESULTS_DIR}
+    args = {"worlds": list(WORLDS), "builds": [0], "overrides": [], "build_missing": False, "out": RESULTS_DIR,
+            "record_reference": False}
     it = iter(argv)
     for arg in it:
         if arg in ("--builds", "--out"):
@@ -152,6 +181,8 @@ def parse_args(argv: list[str]) -> dict:
                 raise ValueError(f"--builds {value!r}: give build numbers separated by commas, e.g. 0,1,2") from None
         elif arg == "--build-missing":
             args["build_missing"] = True
+        elif arg == "--record-reference":
+            args["record_reference"] = True
         elif arg.startswith("world.build="):
             raise ValueError(f"{arg}: name the builds with --builds (e.g. --builds 0,1,2)")
         elif arg.startswith("world="):

@@ -37,10 +37,16 @@ def test_chunked_matches_one_pass_values_and_gradients(student, chunk):
     student.zero_grad()
     chunked, dist = token_logprobs(student, ids, mask, 10, chunk=chunk)
     assert dist is None and chunked.shape == plain.shape
-    assert (chunked - plain).abs().max().item() < 1e-5
+    # Bounds from float32 summation, not from one CPU's results: reordering a sum of n terms moves it by at most
+    # about n * eps * (the sum of their magnitudes) (Higham's gamma_n). A log-prob is a log-sum-exp over the
+    # vocabulary (n = V, magnitude |log p|); a weight's gradient sums one term per response token (n = tokens,
+    # magnitude bounded by the largest entry of the one-pass gradient times a margin of 4).
+    eps = torch.finfo(torch.float32).eps
+    vocab, tokens = student.config.vocab_size, int(mask[:, -10:].sum())
+    assert (chunked - plain).abs().max().item() <= vocab * eps * plain.abs().max().item()
     chunked.sum().backward()
     for n, p in student.named_parameters():
-        assert (p.grad - want[n]).abs().max().item() < 1e-5, n
+        assert (p.grad - want[n]).abs().max().item() <= 4 * tokens * eps * want[n].abs().max().item(), n
 
 
 def test_full_distribution_requests_take_the_one_pass_path(student):
