@@ -46,9 +46,9 @@ def model_digest(path: str | Path) -> str:
     return tensor_digest(tensors)
 
 
-def load_reference(path: str | Path = REFERENCE_FILE) -> dict:
+def load_reference(path: str | Path | None = None) -> dict:
     """{model key: {"weights_sha256", "world", "build", "role", ...}} of the reference; {} when there is none."""
-    path = Path(path)
+    path = Path(path or REFERENCE_FILE)
     return json.loads(path.read_text())["models"] if path.exists() else {}
 
 
@@ -80,9 +80,9 @@ def status_line(status: str, n: int, differ: list[str], missing: list[str]) -> s
             f"cannot be compared with {ref} (another recipe, build or numerics mode than the committed results).")
 
 
-def record_reference(reports: list[dict], machine: dict, path: str | Path = REFERENCE_FILE) -> None:
+def record_reference(reports: list[dict], machine: dict, path: str | Path | None = None) -> None:
     """Write the reference: the digests of ``reports`` (build reports with key, role, build and weights_sha256)
     and the machine they were built on."""
     models = {r["key"]: {"weights_sha256": r["weights_sha256"], "role": r["role"], "build": r["build"],
                          **({"world": r["world"]} if "world" in r else {})} for r in reports}
-    atomic_write_json(Path(path), {"machine": machine, "models": dict(sorted(models.items()))})
+    atomic_write_json(Path(path or REFERENCE_FILE), {"machine": machine, "models": dict(sorted(models.items()))})

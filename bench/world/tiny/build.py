@@ -414,11 +414,13 @@ def build_worlds(overrides: list[str], builds: list[int | None], parallel: int =
 
 
 def tiny_world_digests(world) -> dict[str, dict]:
-    """{role: {"key", "weights_sha256"}} of the built student and teacher a run of ``world`` trains with."""
+    """{role: {"key", "weights_sha256"}} of the built student and teacher a run of ``world`` trains with (a role
+    whose model is not in the cache is left out)."""
     out = {}
     for role in ("student", "teacher"):
         path = Path(world.cache_dir) / model_key(world, role)
-        out[role] = {"key": path.name, "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}
+        if (path / REPORT).exists():
+            out[role] = {"key": path.name, "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}
     return out
 
 

@@ -17,12 +17,12 @@ from evals.datasets.tinyworld_task import STYLES, Style, make_problem, render_so
 from tests.conftest import MICRO_WORLD
 
 ROLES = ("base", "teacher", "student")
-# The style world's cache keys computed before world builds existed (build 0 must keep them: every cached model
-# and every pinned number comes from these).
-STYLE_KEYS_BEFORE_BUILDS = {"base": "model-a03be9404da9", "teacher": "model-9ba0636a9d7d",
-                            "student": "model-ab820a74c77b"}
-MICRO_KEYS_BEFORE_BUILDS = {"base": "model-caa8439c9f16", "teacher": "model-f3a6ca3f9360",
-                            "student": "model-c191d66daa13"}
+# The style world's cache keys under the pinned build numerics (build 0 must keep them whatever build settings
+# a config leaves out: results/world_digests.json and every pinned number refer to these).
+STYLE_KEYS_BEFORE_BUILDS = {"base": "model-cf857772182f", "teacher": "model-2192b7d3c169",
+                            "student": "model-fa1b8703ca33"}
+MICRO_KEYS_BEFORE_BUILDS = {"base": "model-e3f6b57165bc", "teacher": "model-f8833a86e550",
+                            "student": "model-728afb157148"}
 
 P = make_problem(347, 285)
 CARRY = render_solution(347, 285, Style(True, False, False))
@@ -173,6 +173,18 @@ def test_summary_records_the_world_build(tmp_path):
         assert json.loads((tmp_path / "summary.json").read_text())["world_build"] == b
 
 
+def test_summary_records_the_digests_of_its_world(micro_cache, tmp_path):
+    from bench.train.runlog import RunLogger
+    from tests.conftest import MICRO_WORLD
+
+    cfg = compose_config(["world=style", *MICRO_WORLD, f"world.cache_dir={micro_cache}", "logging.wandb=disabled",
+                          f"trainer.output_dir={tmp_path}"])
+    digests = RunLogger(tmp_path, cfg, None).finish(None, 1.0)["world_digests"]
+    for role in ("student", "teacher"):
+        report = tb.load_report(micro_cache / tb.model_key(cfg.world, role))
+        assert digests[role] == {"key": report["key"], "weights_sha256": report["weights_sha256"]}
+
+
 def test_report_arguments():
     args = parse_args(["world=style,flip", "--builds", "0,1,2", "--out", "x", "--build-missing", "world.digits=3"])
     assert args["worlds"] == ["style", "flip"] and args["builds"] == [0, 1, 2] and args["out"] == Path("x")
@@ -236,6 +248,31 @@ def test_report_cli_on_micro_builds(micro_cache, tmp_path, capsys):
     missing = json.loads((tmp_path / "missing" / "world_builds.json").read_text())["rows"][0]
     assert not missing["built"] and missing["missing"] == ["student", "teacher"]
     assert not (Path(micro_cache) / missing["student"]["key"]).exists()  # reporting builds nothing
+
+
+def test_report_records_and_checks_the_reference_world(micro_cache, tmp_path, monkeypatch, capsys):
+    """No reference: the report says so; --record-reference makes the built models the reference, after which the
+    same models are bit-identical to it, and a changed digest makes the world different."""
+    from bench.world import digest
+    from bench.world.tiny.__main__ import main
+
+    monkeypatch.setattr(digest, "REFERENCE_FILE", tmp_path / "world_digests.json")
+    common = ["world=style", "--builds", "0", "--out", str(tmp_path), *MICRO_WORLD, f"world.cache_dir={micro_cache}"]
+    assert main(["report", *common]) == 0
+    assert json.loads((tmp_path / "world_builds.json").read_text())["world_status"]["status"] == digest.UNKNOWN
+    assert main(["report", *common, "--record-reference"]) == 0
+    report = json.loads((tmp_path / "world_builds.json").read_text())
+    assert report["world_status"]["status"] == digest.IDENTICAL and report["world_status"]["models"] == 3
+    assert "bit-identical" in capsys.readouterr().out
+    assert "World: bit-identical" in (tmp_path / "world_builds.md").read_text()
+    ref = json.loads((tmp_path / "world_digests.json").read_text())
+    assert ref["machine"]["cpu_model"] and {m["role"] for m in ref["models"].values()} == set(ROLES)
+    key = MICRO_KEYS_BEFORE_BUILDS["student"]
+    ref["models"][key]["weights_sha256"] = "0" * 64
+    (tmp_path / "world_digests.json").write_text(json.dumps(ref))
+    assert main(["report", *common]) == 0
+    status = json.loads((tmp_path / "world_builds.json").read_text())["world_status"]
+    assert status["status"] == digest.DIFFERENT and status["different"] == [key]
 
 
 @pytest.mark.slow
