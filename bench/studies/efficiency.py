@@ -150,7 +150,7 @@ def reproduce_efficiency(ctx: StudyContext) -> dict:
         "tokens_note": ("generated tokens to target: the student's rollout tokens (every dynamic-sampling round "
                         "included) plus EffOPD's validation tokens; for SFT the teacher tokens it trained on, "
                         "generated once offline"),
-        **ctx.stale_record(),
+        **ctx.stale_record(), **ctx.world_status(),
     }
     table = build_speedup_table(table_runs, reference=labels[spec["reference"]], target_fraction=TARGET_FRACTION,
                                 target_per_build="auto", extra=extra)

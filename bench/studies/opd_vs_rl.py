@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, lr_tag, sweep_label, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note, world_note
 from bench.studies.run_metrics import grow_lr_sweep, start_by_build, targets_within_start_noise
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
@@ -209,7 +209,7 @@ def reproduce_opd_vs_rl(ctx: StudyContext) -> dict:
         "selection_criterion": "mean greedy accuracy on the validation selection prompts over all evaluations of a "
                                "run (bench.studies.run_metrics.selection_score)",
         "worlds": result_worlds, "machine": ctx.machine(), "git_commit": ctx.git_commit(),
-        "total_wall_seconds": ctx.seconds(), **ctx.stale_record(),
+        "total_wall_seconds": ctx.seconds(), **ctx.stale_record(), **ctx.world_status(),
     }
     out = Path(args.out)
     publish(out, "opd_vs_rl", result, render(result))
@@ -246,5 +246,5 @@ def render(result: dict) -> str:
                       for m, sel in w["lr_selection"].items()) + ".",
                   *[f"{m}'s selected LR is the largest tried (no extension left): a larger one might score higher."
                     for m, sel in w["lr_selection"].items() if sel["at_grid_edge"]], ""]
-    lines += [machine_line(result, total="total"), *stale_note(result)]
+    lines += [machine_line(result, total="total"), *world_note(result), *stale_note(result)]
     return "\n".join(lines) + "\n"

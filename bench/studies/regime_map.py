@@ -45,7 +45,7 @@ from bench.studies.map_grid import (
     load_as,
     paired_speedup,
 )
-from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note, world_note
 from bench.studies.run_metrics import (
     STRAIGHTNESS_SCALARS,
     effopd_diagnostics,
@@ -302,7 +302,7 @@ def reproduce_map(ctx: StudyContext) -> dict:
         "straightness_correlation": straightness_correlations(
             [c for name, w in result_worlds.items() if not w["targets_within_start_noise"] for c in w["cells"]]),
         "straightness_correlation_excludes": [n for n, w in result_worlds.items() if w["targets_within_start_noise"]],
-        "machine": ctx.machine(), "git_commit": ctx.git_commit(), **ctx.stale_record(),
+        "machine": ctx.machine(), "git_commit": ctx.git_commit(), **ctx.stale_record(), **ctx.world_status(),
     }
     result["headline"] = headline(result_worlds)
     result["total_wall_seconds"] = ctx.seconds()
@@ -376,7 +376,7 @@ def render(result: dict) -> str:
     lines += ["", f"Seeds per cell {result['seeds_per_cell']} ({result['seeds_at_default']} at x1), over "
                   f"{result['builds']} world build(s); CIs: {result['ci_method']['one build']}; with several "
                   f"builds: {result['ci_method']['several builds']}. " + machine_line(result, total="total"),
-              *stale_note(result)]
+              *world_note(result), *stale_note(result)]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, LR_MULTIPLIERS, Job, existing_job, lr_tag, sweep_label, train_job
 from bench.studies.paper import PAPER_SPEEDUP
-from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note, world_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from core.paths import RESULTS_DIR
@@ -86,7 +86,8 @@ def reproduce_regimes(ctx: StudyContext) -> dict:
     result = {"rows": rows, "seeds": list(range(args.seeds)), "paper": PAPER_SPEEDUP, "machine": ctx.machine(),
               "git_commit": ctx.git_commit(),
               "total_wall_seconds": ctx.seconds(),
-              "ci_method": "95% Student-t interval over seeds; speedups per seed pair", **ctx.stale_record()}
+              "ci_method": "95% Student-t interval over seeds; speedups per seed pair",
+              **ctx.stale_record(), **ctx.world_status()}
     out = Path(args.out)
     publish(out, "table2_regimes", result, render(result))
     return result
@@ -109,5 +110,5 @@ def render(result: dict) -> str:
             f"{fmt_stat(r['validation_overhead_seconds'], 1)} | {acc} |")
     lines += ["", f"Paper: {result['paper']['summary']}", "",
               f"{len(result['seeds'])} seeds per cell; {result['ci_method']}. "
-              + machine_line(result, total="total"), *stale_note(result)]
+              + machine_line(result, total="total"), *world_note(result), *stale_note(result)]
     return "\n".join(lines) + "\n"

@@ -93,6 +93,12 @@ def machine_line(result: dict, torch: bool = False, total: str = "total wall-clo
             f"commit {result['git_commit']}; {total} {result['total_wall_seconds']:.0f} s.")
 
 
+def world_note(result: dict) -> list[str]:
+    """The world-digest line (bench/world/digest.py) of a result whose study built or found its worlds."""
+    status = result.get("world_status")
+    return ["", status["line"]] if status else []
+
+
 def stale_note(result: dict) -> list[str]:
     """Lines naming the runs used despite a stale or missing fingerprint (``--stale reuse``); none otherwise."""
     stale = result.get("stale_runs_reused") or []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import DEFAULT_LR, Job, builds_for, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note, world_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, load_runs
 from core.paths import RESULTS_DIR
@@ -128,7 +128,7 @@ def reproduce_validation(ctx: StudyContext) -> dict:
         "worlds": {w: world_result([load_as(j, label) for (w_, label, _), j in jobs.items() if w_ == w], variants)
                    for w in worlds},
         "machine": ctx.machine(), "git_commit": ctx.git_commit(), "total_wall_seconds": ctx.seconds(),
-        **ctx.stale_record(),
+        **ctx.stale_record(), **ctx.world_status(),
     }
     out = Path(args.out)
     publish(out, "validation_ablation", result, render(result))
@@ -157,5 +157,5 @@ def render(result: dict) -> str:
         lines.append("")
     lines += ["Overrides per variant (on top of `experiment=effopd`): " + "; ".join(
         f"{k}: {' '.join(v['overrides']) or '(none)'}" for k, v in result["variants"].items()) + ".", "",
-        machine_line(result, total="total"), *stale_note(result)]
+        machine_line(result, total="total"), *world_note(result), *stale_note(result)]
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.studies import map_grid
 from bench.studies.framework import StudyContext, option, register_study
 from bench.studies.jobs import builds_for, lr_tag, train_job
-from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note
+from bench.studies.report import fmt_stat, machine_line, md_header, publish, stale_note, world_note
 from bench.studies.run_metrics import effopd_diagnostics
 from bench.studies.speedup import RunRecord, build_speedup_table, crossing
 from core.paths import RESULTS_DIR
@@ -226,7 +226,7 @@ def reproduce_variant(ctx: StudyContext) -> dict:
         "held_out": held_out_result(map_result, held),
         "ablations": ablation_result(Path(args.map_runs_dir), map_result, jobs),
         "map_commit": map_result.get("git_commit"), "machine": ctx.machine(), "git_commit": ctx.git_commit(),
-        "total_wall_seconds": ctx.seconds(), **ctx.stale_record(),
+        "total_wall_seconds": ctx.seconds(), **ctx.stale_record(), **ctx.world_status(),
     }
     out = Path(args.out)
     publish(out, "variant", result, render(result))
@@ -290,5 +290,5 @@ def render(result: dict) -> str:
                      f"{fmt_stat(a['speedup_steps_vs_same_lr'], 2)} | {fmt_stat(a['speedup_wall_vs_same_lr'], 2)} | "
                      f"{fmt_stat(a['speedup_steps_vs_tuned'], 2)} | {fmt_stat(a['validation_seconds'], 1)} |")
     lines += ["", f"The map's numbers: its commit {result['map_commit']}. " + machine_line(result, total="total"),
-              *stale_note(result)]
+              *world_note(result), *stale_note(result)]
     return "\n".join(lines) + "\n"

@@ -80,6 +80,18 @@ def status_line(status: str, n: int, differ: list[str], missing: list[str]) -> s
             f"cannot be compared with {ref} (another recipe, build or numerics mode than the committed results).")
 
 
+def this_machine() -> dict:
+    """What a reference was built on: the CPU model, CPU count, torch and the build numerics."""
+    import os
+    import platform
+
+    from core.numerics import PROFILES, mode
+    from core.provenance import cpu_model
+
+    return {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "torch": torch.__version__, "numerics": {"mode": mode(), "build_profile": PROFILES["build"]}}
+
+
 def record_reference(reports: list[dict], machine: dict, path: str | Path | None = None) -> None:
     """Write the reference: the digests of ``reports`` (build reports with key, role, build and weights_sha256)
     and the machine they were built on."""

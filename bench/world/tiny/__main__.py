@@ -32,10 +32,10 @@ def main(argv: list[str]) -> int:
             return 2
         report = world_builds_report(args["worlds"], args["builds"], args["overrides"], args["build_missing"])
         if args["record_reference"]:
-            from bench.studies.report import machine
+            from bench.world.digest import this_machine
             from bench.world.tiny.builds import record_report_reference
 
-            record_report_reference(report, machine(parallel_runs=1))
+            record_report_reference(report, this_machine())
             report = world_builds_report(args["worlds"], args["builds"], args["overrides"])
         for path in write_report(report, args["out"]):
             print(path)

@@ -48,7 +48,7 @@ def test_the_studies_are_registered():
     assert order.index("table2") < order.index("efficiency") < order.index("analysis")
     assert order.index("table2") < order.index("regimes")
     seeds = {o.flags[0]: o.kwargs.get("default") for o in studies["table2"].options}
-    assert seeds["--seeds"] == 5 and seeds["--runs-dir"] == "runs/table2"
+    assert seeds["--seeds"] == 8 and seeds["--builds"] == 8 and seeds["--runs-dir"] == "runs/table2"
 
 
 def test_a_study_name_cannot_be_taken_twice(monkeypatch):

@@ -51,8 +51,8 @@ def test_only_runs_in_the_lr_selection_score_the_selection_prompts(tmp_path):
 
 
 def test_table2_and_efficiency_spread_their_seeds_over_world_builds(tmp_path, frozen):
-    """--builds 3 (the default): seed s trains in build s % 3 in every arm, the target is per build, efficiency
-    reuses table 2's runs of the same build only, and the JSON says which seed ran where."""
+    """--builds 3: seed s trains in build s % 3 in every arm, the target is per build, efficiency reuses table 2's
+    runs of the same build and build roles only, and the JSON says which seed ran where."""
     import json
 
     from bench.studies import cli
@@ -60,7 +60,8 @@ def test_table2_and_efficiency_spread_their_seeds_over_world_builds(tmp_path, fr
 
     runs, out = tmp_path / "runs", tmp_path / "out"
     launcher = SyntheticLauncher()
-    cli.main(["table2", "--seeds", "4", "--runs-dir", str(runs / "table2"), "--out", str(out)], launcher=launcher)
+    cli.main(["table2", "--seeds", "4", "--builds", "3", "--build-roles", "student", "--runs-dir", str(runs / "table2"),
+              "--out", str(out)], launcher=launcher)
     for folder in launcher.launched:
         summary = json.loads((folder / "summary.json").read_text())
         assert summary.get("world_build", 0) == int(folder.name[4:]) % 3, folder
@@ -102,5 +103,5 @@ def test_table2_runs_the_selection_runs_first_then_the_rest_with_the_top_up(tmp_
     first = {(f.parent.name, f.name) for f in launcher.launched[:6]}
     assert first == {(label, f"seed{s}") for label in ("OPD", "OPD-lr6e-5", "OPD-lr2e-4") for s in (0, 1)}
     later = [(f.parent.name, f.name) for f in launcher.launched[6:]]
-    assert len(later) == len(set(later)) == 11  # 3 OPD + 5 EffOPD + the winner's 3 top-up seeds, none twice
-    assert sum(name not in ("OPD", "EffOPD") for name, _ in later) == 3
+    assert len(later) == len(set(later)) == 20  # 6 OPD + 8 EffOPD + the winner's 6 top-up seeds, none twice
+    assert sum(name not in ("OPD", "EffOPD") for name, _ in later) == 6
