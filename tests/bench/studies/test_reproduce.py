@@ -72,6 +72,12 @@ def test_table2_and_efficiency_spread_their_seeds_over_world_builds(tmp_path, fr
     assert t2["target"]["value"] == pytest.approx(sum(per_build.values()) / 3)
     opd = next(r for r in t2["rows"] if r["method"] == "OPD")
     assert "between_builds" in opd and "world builds" in t2["ci_method"]
+    # the headline over builds: one ratio per build, the geometric mean and the verdict, first in the markdown
+    head = t2["headline"]["EffOPD"]["steps"]
+    assert sorted(head["per_build"]) == ["0", "1", "2"] and head["geomean"]["n"] == 3
+    assert head["verdict"] in ("faster", "not shown", "slower")
+    md = (out / "table2.md").read_text()
+    assert md.index("## Verdict") < md.index("## All methods") and "EffOPD vs OPD: " in md
 
     eff = SyntheticLauncher()
     cli.main(["efficiency", "--seeds", "4", "--runs-dir", str(runs / "efficiency"), "--out", str(out),
