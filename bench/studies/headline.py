@@ -72,13 +72,16 @@ def verdict_line(method: str, reference: str, entry: dict, measure: str = "steps
             f"(geometric mean over {gm['n']} world builds, 95% t interval{dropped}).")
 
 
+def verdict_bullets(table: dict) -> list[str]:
+    """One markdown bullet per method and measure: what the README quotes of a table, and nothing else."""
+    return [f"- {verdict_line(method, table['reference'], entry, measure)}"
+            for method, entry in table["headline"].items() for measure in MEASURES]
+
+
 def headline_markdown(table: dict) -> list[str]:
     """The verdict lines and the per-build ratios, for the top of a study's markdown."""
     head = table["headline"]
-    lines = ["## Verdict", ""]
-    for method, entry in head.items():
-        for measure in MEASURES:
-            lines.append(f"- {verdict_line(method, table['reference'], entry, measure)}")
+    lines = ["## Verdict", "", *verdict_bullets(table)]
     builds = sorted({int(b) for e in head.values() for m in e.values() for b in m["per_build"]}
                     | {b for e in head.values() for m in e.values() for b in m["builds_excluded"]})
     lines += ["", "Per-build ratio of mean steps (seconds) to target, reference over method; — = a run missed:", "",
