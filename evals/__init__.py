@@ -1,3 +1,4 @@
-"""Evaluators: graders and the eval runner shared by training-time evaluation and standalone scoring."""
+"""Evaluators: graders and the eval runner shared by training-time evaluation and standalone scoring.
 
-import core  # noqa: F401  (pins the CPU numerics before torch is imported: core/numerics.py)
+This package imports nothing at load: the code sandbox imports ``evals`` in a jail that holds this package
+alone. Its modules that run models import ``core`` (which pins the CPU numerics) before any torch op runs."""
