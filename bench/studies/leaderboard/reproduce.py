@@ -8,9 +8,14 @@ bundle proves only that it is consistent. A reproduction is what makes an entry 
 2. the source tree of that commit (``git archive``) re-runs the stored config of one of its runs (default: the
    first seed of its best submitted method) from the schema of that commit, with only the output folder, the
    world cache and the logging changed;
-3. the new run's steps to the bundle's target and its final accuracy (the track's metric and final window) are
-   compared with the bundle's curve for that (method, seed): exactly when this machine has the bundle's torch
-   version and CPU model (the tiny-cpu track is bit-identical there), else within the track's
+3. the world the re-run trained in is compared with the bundle's (``models``: the student's and teacher's weight
+   digests): a **different world** (another CPU built other tiny-world models, or other hub weights) makes one
+   run's numbers another draw, not a reproduction: the verdict is ``different-world`` and the way to compare is
+   over world builds (the study's verdict and interval, docs/worlds.md);
+4. otherwise the new run's steps to the bundle's target and its final accuracy (the track's metric and final
+   window) are compared with the bundle's curve for that (method, seed): exactly when the world is identical
+   and this machine has the bundle's torch version and CPU model (the tiny-cpu track is bit-identical there),
+   else (identical world, other kernels in the runs; or a world that cannot be compared) within the track's
    ``reproduce_tolerance``.
 
 The verdict goes to ``results/leaderboard/reproductions/<bundle id>.json`` (atomic), pinned to the bundle's
@@ -111,15 +116,37 @@ def compare(claimed: dict, measured: dict, exact: bool, tolerance: dict) -> list
     return misses
 
 
-def rerun(config: dict, source: Path, work: Path, cache_dir: Path | None, timeout_s: int) -> Path:
-    """Train ``config`` with the code in ``source``; returns the run folder."""
+def same_world(bundle: dict, run: dict, rerun_config: dict) -> str | None:
+    """"identical" / "different": the re-run's world models against the bundle's ``models``; None when they
+    cannot be compared (the bundle's models describe another run's world, or carry no digest)."""
+    from bench.studies.leaderboard.bundle import world_models
+
+    first = min(bundle["runs"], key=lambda r: (r["method"], r["seed"]))
+    strip = lambda world: {k: v for k, v in world.items() if k != "cache_dir"}  # noqa: E731
+    if strip(first["config"]["world"]) != strip(run["config"]["world"]):
+        return None
+    claimed = {role: m.get("sha256") for role, m in bundle["models"].items()}
+    if not all(claimed.values()):
+        return None
+    measured = {role: m.get("sha256") for role, m in world_models(rerun_config).items()}
+    return "identical" if measured == claimed else "different"
+
+
+def rerun_config(config: dict, work: Path, cache_dir: Path | None) -> dict:
+    """The stored config with only the output folder, the world cache and the logging changed."""
     cfg = json.loads(json.dumps(config))
-    out = work / "run"
-    cfg["trainer"]["output_dir"] = str(out)
+    cfg["trainer"]["output_dir"] = str(work / "run")
     cfg["trainer"]["resume"] = "none"
     cfg["world"]["cache_dir"] = str(cache_dir or os.environ.get("EFFOPD_CACHE_DIR")
                                     or REPO_ROOT / ".cache" / "effopd-bench")
     cfg["logging"] = {**cfg.get("logging", {}), "wandb": "disabled", "progress_bar": False}
+    return cfg
+
+
+def rerun(config: dict, source: Path, work: Path, cache_dir: Path | None, timeout_s: int) -> Path:
+    """Train ``config`` with the code in ``source``; returns the run folder."""
+    cfg = rerun_config(config, work, cache_dir)
+    out = Path(cfg["trainer"]["output_dir"])
     env = {**os.environ, "PYTHONPATH": str(source), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", RERUN, json.dumps(cfg)], cwd=source, env=env,
                           capture_output=True, text=True, timeout=timeout_s)
@@ -153,19 +180,27 @@ def reproduce(bundle_path: str | Path, *, method: str | None = None, seed: int |
     import torch
 
     prov = bundle["provenance"]
-    exact = (bundle["track"] == "tiny-cpu" and prov["packages"].get("torch") == torch.__version__
-             and prov["hardware"]["cpu_model"] == cpu_model())
     with tempfile.TemporaryDirectory(prefix="effopd-reproduce-") as tmp:
         tree = source or export_tree(commit, Path(tmp) / "src", repo)
         folder = rerun(run["config"], tree, Path(tmp), cache_dir, timeout_s)
         measured = outcome(load_runs(folder)[0], analysis)
-    misses = compare(claimed, measured, exact, tolerance)
+        world = same_world(bundle, run, rerun_config(run["config"], Path(tmp), cache_dir))
+    exact = (world != "different" and bundle["track"] == "tiny-cpu" and prov["packages"].get("torch") ==
+             torch.__version__ and prov["hardware"]["cpu_model"] == cpu_model())
+    if world == "different":
+        mode, verdict = "different-world", "different-world"
+        misses = ["this machine trained in another world than the bundle's (its student and teacher weights "
+                  "differ), so one run is another draw, not a reproduction: compare the study's verdict and "
+                  "interval over world builds instead"]
+    else:
+        misses = compare(claimed, measured, exact, tolerance)
+        mode, verdict = ("exact" if exact else "tolerance"), ("failed" if misses else "reproduced")
     record = {
         "bundle_id": bundle["id"], "bundle_digest": bundle["digest"], "commit": commit,
         "method": run["method"], "seed": run["seed"], "metric": analysis["metric"], "target": analysis["target"],
-        "claimed": claimed, "measured": measured,
-        "mode": "exact" if exact else "tolerance", "tolerance": None if exact else tolerance,
-        "verdict": "failed" if misses else "reproduced", "misses": misses,
+        "claimed": claimed, "measured": measured, "world": world or "not comparable",
+        "mode": mode, "tolerance": None if exact else tolerance,
+        "verdict": verdict, "misses": misses,
         "machine": {"cpu_model": cpu_model(), "torch": torch.__version__},
         "source": "git archive of the commit" if source is None else f"checkout {source}",
         "reproduced_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -547,7 +547,18 @@ def test_reproduce_reruns_the_bundle_and_catches_a_consistent_forgery(micro_cfg,
     rec = reproduce(path, **kw)
     assert rec["method"] == "EffOPD" and rec["seed"] == 0 and rec["mode"] == "exact"
     assert rec["verdict"] == "reproduced" and rec["measured"] == rec["claimed"], rec
+    assert rec["world"] == "identical"
     assert status_of(bundle, out) == "reproduced"
+
+    # The same bundle as if made in another world (its student's weights differ from the ones this machine
+    # builds): one re-run is then another draw, not a reproduction, whatever its numbers.
+    other = copy.deepcopy(bundle)
+    other["models"]["student"]["sha256"] = "0" * 64
+    path_other = write_bundle(reseal(other), blob, tmp_path / "other-world")
+    rec = reproduce(path_other, **{**kw, "out_dir": tmp_path / "repro-other"})
+    assert rec["world"] == "different" and rec["mode"] == rec["verdict"] == "different-world", rec
+    assert "over world builds" in rec["misses"][0]
+    assert status_of(other, tmp_path / "repro-other") == "self-reported"
 
     forged = copy.deepcopy(bundle)
     for c in curves_of(forged["curves"], "EffOPD"):
