@@ -49,7 +49,7 @@ class WorldConfig:
     """The world a run lives in: task, tokenizer, teacher and student.
 
     ``kind=tiny`` builds everything locally and caches it. ``kind=hub`` names paper-scale Hugging Face
-    models (or local paths) in ``student_path`` / ``teacher_path`` (issue 5 completes that path).
+    models (or local paths) in ``student_path`` / ``teacher_path``.
     """
 
     kind: str = "tiny"  # "tiny" | "hub"
@@ -183,7 +183,7 @@ class TrainerConfig:
     # [trainer.total_steps] to extend a run. Launch settings never count: trainer.resume, trainer.output_dir,
     # trainer.threads, world.cache_dir, logging.*
     save_final_model: bool = True  # write the final student in HF format
-    snapshot_steps: str = ""  # parameter snapshots for bench.studies.analysis (issue 6): "" = off; "+"-joined "pow2"
+    snapshot_steps: str = ""  # parameter snapshots for bench.studies.analysis: "" = off; "+"-joined "pow2"
     # (0, 1, 2, 4, ...), "every:K", "at:S1,S2"; step 0 and the final step always; only the 2-D attention/MLP
     # weights and the input embedding, rank 0, atomic safetensors in <output_dir>/snapshots/
     straightness: bool = True  # measure how straight the run's path over the attention/MLP parameters is

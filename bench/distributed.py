@@ -3,7 +3,7 @@
     torchrun --nproc_per_node=2 -m bench.train experiment=opd hydra.run.dir=runs/opd-2proc
 
 Without torchrun's environment (``WORLD_SIZE`` unset or 1) nothing is initialised and every helper returns
-its input unchanged, so a single-process run computes exactly what it computed before this module existed.
+its input unchanged, so a single-process run computes exactly what it would without it.
 Backend and device are chosen automatically: nccl on ``cuda:LOCAL_RANK`` when CUDA is available, else gloo
 on the CPU.
 """

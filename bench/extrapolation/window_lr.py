@@ -1,7 +1,7 @@
 """WindowLR: a line search along the last short window, with the accepted step fed back into the learning rate.
 
 EffOPD extrapolates along an ever-longer power-of-two window and forgets what it learned: its late jumps fail
-where OPD's path bends (issue 14), and an accepted multiple m says the optimizer's step was about (1 + m) times
+where OPD's path bends, and an accepted multiple m says the optimizer's step was about (1 + m) times
 too short, which EffOPD never tells the optimizer. WindowLR, at every trigger (``effopd.schedule``, e.g.
 ``every:4``):
 

@@ -65,7 +65,7 @@ def builds_for(seeds, n_builds: int) -> dict[int, int]:
 
     By value, not by position, so a seed lands in the same build whatever other seeds a call lists (table 2's
     LR-sweep seeds are a subset of its seeds, and must reuse the same runs). ``n_builds=1`` puts every seed in
-    build 0, which is every study's behaviour before builds existed.
+    build 0, which is what a study does without builds.
     """
     if isinstance(n_builds, bool) or not isinstance(n_builds, int) or n_builds < 1:
         raise ValueError(f"n_builds = {n_builds!r}: the number of world builds must be an integer >= 1 "
@@ -108,7 +108,7 @@ def train_job(runs_dir: Path, label: str, experiment: str, seed: int, lr: float,
     Only runs that take part in a learning-rate selection score the validation selection prompts (evaluation
     never touches training randomness, so the runs are otherwise identical); ``extra`` overrides go last.
     ``build`` is the world build (``world.build``): added as an override only when it is not 0, so a build-0
-    job's overrides, and so its run fingerprint, are what they were before builds existed. The folder does not
+    job's overrides, and so its run fingerprint, are those of a study without builds. The folder does not
     name the build: one label holds one run per seed (spread seeds over builds with ``builds_for``), and a
     finished folder made in another build is caught by its fingerprint (stale) instead of being loaded twice.
     ``build_roles``: the roles the build re-seeds (``build_overrides``).

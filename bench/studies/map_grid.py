@@ -13,7 +13,7 @@ from bench.studies.speedup import RunRecord, load_runs
 from bench.studies.stats import cluster_t_mean_ci, mean_ci
 
 METHODS = {"OPD": "opd", "EffOPD": "effopd", "WindowLR": "window_lr"}
-EXTRAPOLATED = ("EffOPD", "WindowLR")  # the methods compared with OPD at the same LR (our WindowLR: issue 14 point 6)
+EXTRAPOLATED = ("EffOPD", "WindowLR")  # the methods compared with OPD at the same LR (WindowLR is ours)
 TUNED = "OPD, tuned LR"
 TARGET_FRACTION = 0.95
 EVAL_EVERY = 2  # trainer.eval_every of experiments/trainer/tiny.yaml: horizons are rounded up to a multiple

@@ -1,5 +1,5 @@
 """OPD against RL per world (``make reproduce-opd-vs-rl``): does OPD reach its level sooner than GRPO, on which
-world, and by how much? (issue 14, point 7; the paper's other headline.)
+world, and by how much? (the paper's other headline.)
 
     python -m bench.reproduce opd_vs_rl [--seeds 3] [--sweep-seeds 2] [--builds 3] [--worlds flip,scratch]
 

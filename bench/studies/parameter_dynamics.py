@@ -1,4 +1,4 @@
-"""The parameter-dynamics study (``make reproduce-analysis``, issue 6): Table 1 and 3, figures, ANALYSIS.md.
+"""The parameter-dynamics study (``make reproduce-analysis``): Table 1 and 3, figures, ANALYSIS.md.
 
     python -m bench.reproduce analysis [--seeds 3] [--workers 2] [--prompts 200] [--no-eval] [--no-reuse]
     python -m bench.analysis reproduce ...          (the same)

@@ -1,4 +1,4 @@
-"""The regime map (``make reproduce-map``, issue 14 point 4): OPD, EffOPD and WindowLR per world x learning rate.
+"""The regime map (``make reproduce-map``): OPD, EffOPD and WindowLR per world x learning rate.
 
     python -m bench.reproduce map [--worlds flip,style,scratch] [--multipliers 0.25,0.5,1,3,10] [--seeds 3]
                                   [--default-seeds 5] [--builds 3] [--selection-seeds 2] [--max-steps 200]
@@ -218,7 +218,7 @@ def headline(worlds: dict) -> str:
 
 
 def window_lr_headline(worlds: dict) -> str:
-    """WindowLR against both of its goals (issue 14 point 6): its net wall-clock speedup over OPD at style's default
+    """WindowLR against both of its goals: its net wall-clock speedup over OPD at style's default
     LR against EffOPD's, and its steps to target against the tuned-LR OPD's at every LR (within 10%: a speedup
     vs tuned >= 1/1.1)."""
     parts = []

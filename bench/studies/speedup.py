@@ -197,7 +197,7 @@ def build_speedup_table(
     Speedups are per run pair (same world build and seed in reference and method); pairs where either side
     misses the target, or the reference lacks that (build, seed), are left out of the mean and counted in
     pairs_excluded. With runs from one world build the CIs follow ``ci_method`` ("t" or "bootstrap") and the
-    table of build-0 runs is what it was before builds existed; with several, every CI accounts for builds as
+    table of build-0 runs is that of a single world; with several, every CI accounts for builds as
     well as seeds: "t" becomes a t interval over per-build means, "bootstrap" the hierarchical bootstrap over
     builds then seeds (their stats add "n_builds"), and each row gets "between_builds" (per
     statistic: per-build means, their range and sd). Whenever a build other than 0 is present, the table and each

@@ -1,5 +1,5 @@
 """The validation axis (``make reproduce-validation``): how much of EffOPD's speedup, and at what validation cost,
-depends on how the candidates are scored (issue 14, point 5).
+depends on how the candidates are scored.
 
     python -m bench.reproduce validation [--seeds 5] [--builds 3] [--worlds style,flip]
 

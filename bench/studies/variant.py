@@ -1,4 +1,4 @@
-"""Our extrapolation method against its goals (``make reproduce-variant``, issue 14 point 6).
+"""Our extrapolation method against its goals (``make reproduce-variant``).
 
     python -m bench.reproduce variant [--map-json results/regime_map.json] [--map-runs-dir runs/map]
 

@@ -40,7 +40,7 @@ def count_parameters(config) -> int:
 
 
 # fp32 logits-sized buffers alive at the peak of the log-prob backward, measured on CPU at 8 x 1024 tokens and a
-# 151,936 vocabulary (results/perf/real_vocab_memory.json, issue 16): the plain path holds ~3 (the full-sequence
+# 151,936 vocabulary (results/perf/real_vocab_memory.json): the plain path holds ~3 (the full-sequence
 # logits HF returns, the log-softmax saved for backward, its gradient); the chunked path ~5 per chunk (the
 # recomputed chunk logits, logsumexp's softmax, the gather's and the sum's gradients, the result).
 LOGITS_COPIES = {"plain": 3, "chunked": 5}

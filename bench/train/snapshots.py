@@ -1,4 +1,4 @@
-"""Parameter snapshots for the parameter-dynamics analysis (issue 6): which steps, what is saved, how it loads.
+"""Parameter snapshots for the parameter-dynamics analysis: which steps, what is saved, how it loads.
 
 The trainer saves ``snapshots/step{N:06d}.safetensors`` holding only the analysed tensors: every 2-D attention and
 MLP weight (q, k, v, o, gate, up, down projections) and the input embedding. Writes are atomic (temp file +

@@ -1,1 +1,1 @@
-"""Parameter-dynamics analysis of OPD vs RL updates (issue 6): ``python -m bench.analysis --help``."""
+"""Parameter-dynamics analysis of OPD vs RL updates: ``python -m bench.analysis --help``."""

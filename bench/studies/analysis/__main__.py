@@ -1,4 +1,4 @@
-"""CLI of the parameter-dynamics analysis (issue 6).
+"""CLI of the parameter-dynamics analysis.
 
     python -m bench.analysis reproduce [--seeds 3] [--workers 2] [--prompts 200] [--no-eval] [--no-reuse]
                                        (= python -m bench.reproduce analysis: the registered study, any launcher)

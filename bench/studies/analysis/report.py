@@ -146,7 +146,7 @@ def _cmp(a: dict, b: dict) -> str:
 
 def write_analysis_md(s: dict, out: Path, meta: dict) -> None:
     o, g = s["OPD"], s["GRPO"]
-    lines = ["# Parameter dynamics on the tiny world (issue 6): which paper claims reproduce", "",
+    lines = ["# Parameter dynamics on the tiny world: which paper claims reproduce", "",
              f"OPD vs GRPO, {o['seeds']} seeds each, LR {meta['lr']}, 50 steps, tiny Qwen3 (4 layers, hidden 128). "
              "Intervals: 95% t-CI over seeds. '>' / '<': CIs do not overlap; '~': they do. Evaluations: greedy "
              f"accuracy on the first {meta['prompts']} test prompts; edited weights touch only the 2-D attention/MLP "

@@ -1,4 +1,4 @@
-"""Where the seconds of ``make reproduce-table2`` go (issue 16): install, world builds, runs, render.
+"""Where the seconds of ``make reproduce-table2`` go: install, world builds, runs, render.
 
     python -m bench.studies.perf.table2_time --checkout /path/to/fresh/clone --start EPOCH --end EPOCH \\
         --log make.log --label before [--out results/perf/table2_time.json]

@@ -62,7 +62,7 @@ def _plain(cfg) -> dict:
 
 
 def world_build(world) -> int:
-    """``world.build`` (0 for configs written before builds existed)."""
+    """``world.build`` (0 for a config that does not name one)."""
     return int(getattr(world, "build", 0) or 0)
 
 

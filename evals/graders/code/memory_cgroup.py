@@ -1,6 +1,6 @@
 """A memory cgroup around one sandboxed execution: caps the memory of all its processes together.
 
-RLIMIT_AS caps each process; a program that forks four children gets four times the cap (issue 15 point 11). A
+RLIMIT_AS caps each process; a program that forks four children gets four times the cap. A
 child cgroup of the parent's own memory cgroup (cgroup v2 ``memory.max``, or v1 ``memory.limit_in_bytes``, swap
 included where the kernel accounts it) caps their sum: past it the kernel's OOM killer ends a process of the
 sandbox, never one outside. ``available()`` probes once whether this machine lets us create one (root, or a
