@@ -10,7 +10,7 @@ builds with a 95% t interval on log(ratio_b) (``stats.geometric_mean_ci``), and 
 interval alone (``stats.verdict``): faster, not shown, slower. A build where a run of either side never reaches
 the target has no ratio: it is left out and counted (``builds_excluded``), never filled in.
 
-Decided before table 2 was run with 8 builds; nothing here is tuned on its outcome.
+The rule is fixed before a table is run: nothing here is tuned on a table's outcome.
 """
 
 from __future__ import annotations

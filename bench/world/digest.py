@@ -80,7 +80,7 @@ def status_line(status: str, n: int, differ: list[str], missing: list[str]) -> s
             f"cannot be compared with {ref} (another recipe, build or numerics mode than the committed results).")
 
 
-def this_machine() -> dict:
+def reference_machine() -> dict:
     """What a reference was built on: the CPU model, CPU count, torch and the build numerics."""
     import os
     import platform

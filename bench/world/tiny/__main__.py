@@ -32,11 +32,11 @@ def main(argv: list[str]) -> int:
             return 2
         report = world_builds_report(args["worlds"], args["builds"], args["overrides"], args["build_missing"])
         if args["record_reference"]:
-            from bench.world.digest import this_machine
-            from bench.world.tiny.builds import record_report_reference
+            from bench.world.digest import reference_machine, world_status
+            from bench.world.tiny.builds import record_report_reference, report_digests
 
-            record_report_reference(report, this_machine())
-            report = world_builds_report(args["worlds"], args["builds"], args["overrides"])
+            record_report_reference(report, reference_machine())
+            report["world_status"] = world_status(report_digests(report))
         for path in write_report(report, args["out"]):
             print(path)
         if "world_status" in report:

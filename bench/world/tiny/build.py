@@ -413,11 +413,11 @@ def build_worlds(overrides: list[str], builds: list[int | None], parallel: int =
     return out
 
 
-def tiny_world_digests(world) -> dict[str, dict]:
-    """{role: {"key", "weights_sha256"}} of the built student and teacher a run of ``world`` trains with (a role
-    whose model is not in the cache is left out)."""
+def tiny_world_digests(world, roles=("student", "teacher")) -> dict[str, dict]:
+    """{role: {"key", "weights_sha256"}} of ``world``'s built models for ``roles`` (by default the student and
+    teacher a run trains with); a role whose model is not in the cache is left out."""
     out = {}
-    for role in ("student", "teacher"):
+    for role in roles:
         path = Path(world.cache_dir) / model_key(world, role)
         if (path / REPORT).exists():
             out[role] = {"key": path.name, "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}

@@ -19,6 +19,7 @@ from bench.world.tiny.build import (
     model_key,
     recipe_of,
     roles_of,
+    tiny_world_digests,
     world_build,
     world_criterion,
     world_view,
@@ -62,12 +63,7 @@ def build_row(world) -> dict:
             row["built"] = False
             row["missing"].append(role)
         row[role] = entry
-    row["digests"] = {}  # every model of the build, the base included: {role: {"key", "weights_sha256"}}
-    for role in roles_of(world):
-        path = cache / model_key(world, role)
-        if (path / REPORT).exists():
-            row["digests"][role] = {"key": path.name,
-                                    "weights_sha256": complete_report(path, world.digits)["weights_sha256"]}
+    row["digests"] = tiny_world_digests(world, roles_of(world))  # every model of the build, the base included
     return row
 
 
